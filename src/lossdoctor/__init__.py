@@ -1,0 +1,2 @@
+"""lossdoctor: diagnoses neural-network training."""
+__version__ = "0.1.0"

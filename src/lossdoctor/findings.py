@@ -1,0 +1,326 @@
+"""The finding catalog: stable codes, their severity, and what each means.
+
+Other tools and tests key on the codes; a code keeps its meaning once published.
+The explanation and fixes here are the defaults; a rule may replace them with text
+that uses the numbers of the run at hand.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Severity(enum.Enum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+    @classmethod
+    def parse(cls, text: str) -> Severity:
+        try:
+            return cls(text.lower())
+        except ValueError:
+            names = ", ".join(s.value for s in cls)
+            raise ValueError(f"severity must be one of {names}, but got {text!r}") from None
+
+
+_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
+
+Evidence = Mapping[str, float | int | str]
+
+
+@dataclass(frozen=True)
+class Finding:
+    code: str
+    severity: Severity
+    title: str
+    step: int | None = None
+    epoch: int | None = None
+    layer: str | None = None
+    evidence: Evidence = field(default_factory=dict)
+    explanation: str = ""
+    fixes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "severity": self.severity.value,
+            "title": self.title,
+            "step": self.step,
+            "epoch": self.epoch,
+            "layer": self.layer,
+            "evidence": {k: _json_number(v) for k, v in self.evidence.items()},
+            "explanation": self.explanation,
+            "fixes": list(self.fixes),
+        }
+
+
+def _json_number(value: float | int | str) -> float | int | str | None:
+    # JSON has no NaN/inf; say them as strings rather than emit invalid JSON.
+    if isinstance(value, float) and value != value:
+        return "nan"
+    if isinstance(value, float) and value in (float("inf"), float("-inf")):
+        return "inf" if value > 0 else "-inf"
+    return value
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    code: str
+    family: str
+    severity: Severity
+    title: str
+    explanation: str
+    fixes: tuple[str, ...]
+
+
+def _entry(
+    code: str, family: str, severity: Severity, title: str, explanation: str, fixes: Sequence[str]
+) -> CatalogEntry:
+    return CatalogEntry(code, family, severity, title, explanation, tuple(fixes))
+
+
+W, C, INFO = Severity.WARNING, Severity.CRITICAL, Severity.INFO
+
+CATALOG: dict[str, CatalogEntry] = {
+    e.code: e
+    for e in [
+        # --- curves -------------------------------------------------------------------
+        _entry(
+            "overfitting", "curves", W,
+            "Validation loss stopped improving while training loss keeps falling",
+            "The model is fitting details of the training set that do not carry over to "
+            "new data: capacity is large relative to the data, regularization is weak, or "
+            "training ran past the point where validation was best.",
+            [
+                "Keep the weights from the epoch where validation loss was lowest "
+                "(early stopping / best checkpoint).",
+                "Add regularization: weight decay (L2), dropout, or data augmentation.",
+                "Get more training data, or reduce model capacity.",
+            ],
+        ),
+        _entry(
+            "data-problem", "curves", C,
+            "Validation loss falls while training loss does not",
+            "Training cannot be what makes validation improve, so the two sets do not "
+            "measure the same thing: validation overlaps training or leaks the labels, "
+            "training labels are noisy or shuffled, or the two splits are preprocessed "
+            "differently.",
+            [
+                "Check that training inputs and labels line up (no shuffling of one without "
+                "the other).",
+                "Look for samples shared by training and validation, and for features that "
+                "give the label away.",
+                "Make sure both splits go through the same preprocessing.",
+            ],
+        ),
+        _entry(
+            "plateau", "curves", W,
+            "Training and validation loss have both stopped falling",
+            "Learning has reached a bottleneck: the step size is too large to settle "
+            "into a better minimum, or the model has no capacity left to use.",
+            [
+                "Decay the learning rate (step, exponential or 1/t decay), or lower it by "
+                "a factor of 3-10.",
+                "Try a smaller batch size for more gradient noise.",
+                "If loss is still high, increase model capacity.",
+            ],
+        ),
+        _entry(
+            "diverging", "curves", C,
+            "Training and validation loss are both rising",
+            "Updates are making the model worse: the learning rate is too high for this "
+            "model and data, the architecture or hyperparameters are unsuitable, or the "
+            "data holds corrupt samples.",
+            [
+                "Lower the learning rate by 10x and restart from the last good checkpoint.",
+                "Add gradient clipping.",
+                "Check the data for corrupt samples or labels; revisit the architecture.",
+            ],
+        ),
+        _entry(
+            "lr-too-high", "curves", W,
+            "The learning rate looks too high",
+            "The loss dropped quickly at first and then stopped at a high level, bouncing "
+            "around it (or blew up): steps overshoot the minimum instead of settling in.",
+            [
+                "Lower the learning rate by 3-10x.",
+                "Use a decay schedule so the step size shrinks as training goes on.",
+                "Add warm-up or gradient clipping if the blow-up happens early.",
+            ],
+        ),
+        _entry(
+            "lr-too-low", "curves", W,
+            "The learning rate looks too low",
+            "The loss is falling slowly and almost along a straight line: each step moves "
+            "the weights too little, so training would need far more steps.",
+            [
+                "Raise the learning rate by 3-10x (an LR range test finds a good value).",
+                "Keep the new rate with a decay schedule so late training stays stable.",
+            ],
+        ),
+        _entry(
+            "generalization-gap", "curves", W,
+            "Training accuracy is far above validation accuracy",
+            "A large gap between training and validation accuracy means the model has "
+            "memorized training samples; a small gap is normal.",
+            [
+                "Add regularization (weight decay, dropout, augmentation).",
+                "Use more training data or a smaller model.",
+                "Stop training at the epoch of best validation accuracy.",
+            ],
+        ),
+        _entry(
+            "loss-spike", "curves", W,
+            "The loss jumped far above its running level",
+            "A single large step sent the weights somewhere bad: a batch with extreme or "
+            "mislabeled samples, a learning rate at the edge of stability, or an "
+            "adaptive optimizer whose second-moment estimate became tiny.",
+            [
+                "Clip gradients (by global norm).",
+                "Inspect the batches around the spike for abnormal samples or labels.",
+                "Lower the learning rate or raise Adam's epsilon.",
+            ],
+        ),
+        # --- numerics -----------------------------------------------------------------
+        _entry(
+            "nan-loss", "numerics", C,
+            "The loss became NaN or infinite",
+            "A computation overflowed or divided by zero: the learning rate is too high, "
+            "a log or division met zero, the inputs hold NaN/Inf, or float16 ran out "
+            "of range.",
+            [
+                "Lower the learning rate and add gradient clipping.",
+                "Check inputs and labels for NaN/Inf.",
+                "Use numerically stable losses (from logits) and add epsilons to logs "
+                "and divisions.",
+            ],
+        ),
+        _entry(
+            "softmax-overflow", "numerics", C,
+            "The loss is frozen at a numeric saturation constant",
+            "The predicted probability of the true class became exactly zero and the loss "
+            "sits at the clamp that guards log(0): the inputs to the softmax overflowed.",
+            [
+                "Shrink the initial weights (use a standard initializer).",
+                "Lower the learning rate.",
+                "If fine-tuning with BatchNorm, let it update its statistics on the new data.",
+                "Look for abnormal samples or labels.",
+            ],
+        ),
+        _entry(
+            "constant-loss", "numerics", C,
+            "The loss does not change at all",
+            "The weights are not changing, or the output does not depend on them: the "
+            "learning rate is zero, gradients do not reach the parameters (detached graph, "
+            "frozen layers), or every unit is dead.",
+            [
+                "Check that the optimizer holds the model's parameters and the learning "
+                "rate is not zero.",
+                "Check that gradients reach the weights (no detach, layers trainable).",
+                "Check inputs and labels: are they right, and do they match?",
+            ],
+        ),
+        # --- layers (live) ------------------------------------------------------------
+        _entry("update-ratio-high", "layers", W, "Updates are large relative to the weights",
+               "", ["Lower the learning rate."]),
+        _entry("update-ratio-low", "layers", W, "Updates are tiny relative to the weights",
+               "", ["Raise the learning rate."]),
+        _entry("vanishing-gradients", "layers", W, "Gradients vanish toward the input",
+               "", ["Use ReLU-family activations, residual connections or normalization."]),
+        _entry("exploding-gradients", "layers", C, "Gradients explode",
+               "", ["Clip gradients; lower the learning rate."]),
+        _entry("dead-units", "layers", W, "Many ReLU units never activate", "",
+               ["Lower the learning rate; check bias initialization; try LeakyReLU."]),
+        _entry("saturated-activations", "layers", W, "tanh/sigmoid units are saturated", "",
+               ["Normalize inputs; use a smaller initialization or ReLU-family units."]),
+        _entry("poor-initialization", "layers", W,
+               "Activation scale collapses or explodes with depth", "",
+               ["Use a fan-in scaled initializer (He for ReLU, Glorot for tanh)."]),
+        _entry("nan-origin", "layers", C, "Where NaN/Inf first appeared", "",
+               ["Inspect the named layer's inputs and weights at that step."]),
+        _entry("frozen-batchnorm", "layers", W,
+               "BatchNorm statistics frozen on data that differs", "",
+               ["Let BatchNorm update its statistics on the new data."]),
+        # --- pre-flight ---------------------------------------------------------------
+        _entry("initial-loss-mismatch", "pre-flight", W, "The initial loss is not what it "
+               "should be", "", ["Check the loss function and the output layer."]),
+        _entry("regularization-not-increasing-loss", "pre-flight", W,
+               "Regularization does not raise the loss", "",
+               ["Check that regularization terms are added to the loss."]),
+        _entry("cannot-overfit-small-batch", "pre-flight", C,
+               "The model cannot overfit a tiny subset", "",
+               ["Look for a bug in the model, loss or data pipeline."]),
+        _entry("gradient-check-failed", "pre-flight", C,
+               "Analytic and numeric gradients disagree", "",
+               ["Fix the hand-written gradient of the named layer or loss."]),
+        _entry("logits-probabilities-mismatch", "pre-flight", C,
+               "Probabilities fed to a loss that expects logits (or the reverse)", "",
+               ["Match the output activation to the loss's from_logits setting."]),
+        _entry("label-problem", "pre-flight", C, "The labels look wrong", "",
+               ["Check label range, encoding and alignment with inputs."]),
+        _entry("input-problem", "pre-flight", C, "The inputs look wrong", "",
+               ["Remove NaN/Inf, standardize inputs, deduplicate splits."]),
+        _entry("outlier-samples", "pre-flight", W, "Some samples have extreme loss", "",
+               ["Inspect the listed samples and their labels."]),
+        # --- search / self ------------------------------------------------------------
+        _entry("search-best-at-boundary", "search", W,
+               "The best value sits at the edge of the search range", "",
+               ["Widen the range past that edge and search again."]),
+        _entry("monitor-error", "self", INFO, "A signal could not be computed; training went on",
+               "", ["Report the error to lossdoctor's issue tracker."]),
+    ]
+}
+
+REGIMES = (
+    "still-learning",
+    "converged",
+    "overfitting",
+    "data-problem",
+    "plateau",
+    "diverging",
+    "unknown",
+)
+
+
+def make_finding(
+    code: str,
+    *,
+    step: int | None = None,
+    epoch: int | None = None,
+    layer: str | None = None,
+    evidence: Evidence | None = None,
+    title: str | None = None,
+    explanation: str | None = None,
+    fixes: Sequence[str] | None = None,
+    severity: Severity | None = None,
+) -> Finding:
+    """A finding for `code` with the catalog's defaults for whatever is not given."""
+    entry = CATALOG[code]
+    return Finding(
+        code=code,
+        severity=severity or entry.severity,
+        title=title or entry.title,
+        step=step,
+        epoch=epoch,
+        layer=layer,
+        evidence=dict(evidence or {}),
+        explanation=explanation or entry.explanation,
+        fixes=tuple(fixes) if fixes is not None else entry.fixes,
+    )
+
+
+def worst_first(findings: Sequence[Finding]) -> list[Finding]:
+    """Most severe first; within a severity, earliest first (stable otherwise)."""
+    big = 2**62
+    return sorted(
+        findings,
+        key=lambda f: (-f.severity.rank, f.step if f.step is not None else big),
+    )

@@ -1,0 +1,80 @@
+"""The run model: what every reader produces and every rule consumes (numpy only)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# Canonical series keys. Readers map messy names onto these once, at the edge;
+# rules never guess names.
+TRAIN_LOSS = "train/loss"
+VAL_LOSS = "val/loss"
+TRAIN_ACC = "train/accuracy"
+VAL_ACC = "val/accuracy"
+LR = "lr"
+
+
+@dataclass(frozen=True)
+class Series:
+    """One scalar stream: values at increasing steps (NaN/inf kept as they came)."""
+
+    steps: np.ndarray  # int64, non-decreasing
+    values: np.ndarray  # float64
+    epochs: np.ndarray | None = None  # int64 epoch of each point, when the log says
+
+    def __post_init__(self) -> None:
+        if self.steps.shape != self.values.shape:
+            raise ValueError(
+                f"steps and values must have the same shape, but got "
+                f"{self.steps.shape} and {self.values.shape}"
+            )
+        if self.epochs is not None and self.epochs.shape != self.steps.shape:
+            raise ValueError(
+                f"epochs must match steps in shape, but got {self.epochs.shape} "
+                f"and {self.steps.shape}"
+            )
+
+    @classmethod
+    def from_lists(
+        cls,
+        steps: list[int] | np.ndarray,
+        values: list[float] | np.ndarray,
+        epochs: list[int] | np.ndarray | None = None,
+    ) -> Series:
+        return cls(
+            np.asarray(steps, dtype=np.int64),
+            np.asarray(values, dtype=np.float64),
+            None if epochs is None else np.asarray(epochs, dtype=np.int64),
+        )
+
+    def __len__(self) -> int:
+        return int(self.values.shape[0])
+
+    def epoch_of(self, index: int) -> int | None:
+        return None if self.epochs is None else int(self.epochs[index])
+
+    def finite(self) -> Series:
+        """The points whose value is a finite number."""
+        keep = np.isfinite(self.values)
+        return Series(
+            self.steps[keep],
+            self.values[keep],
+            None if self.epochs is None else self.epochs[keep],
+        )
+
+
+@dataclass
+class Run:
+    """A training run: named series plus metadata."""
+
+    name: str
+    source: str
+    format: str  # "tensorboard" | "keras-csv" | "lightning-csv" | "csv" | "jsonl" | "lossdoctor"
+    series: dict[str, Series] = field(default_factory=dict)
+    meta: dict[str, object] = field(default_factory=dict)
+    # Problems the reader met but read past (a truncated last record, a skipped row).
+    warnings: list[str] = field(default_factory=list)
+
+    def get(self, key: str) -> Series | None:
+        return self.series.get(key)
