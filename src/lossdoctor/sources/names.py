@@ -63,7 +63,8 @@ def classify(name: str) -> tuple[str | None, str | None, bool]:
     if not tokens:
         return None, None, False
     joined = "_".join(tokens)
-    step_level = tokens[-1] == "step"
+    # Lightning `_step`, Keras `batch_` series: per-step values, second choice.
+    step_level = tokens[-1] == "step" or "batch" in tokens
     if joined in _LR_NAMES or tokens[0] == "lr" or "learning_rate" in joined:
         return None, "lr", step_level
     split: str | None = None
