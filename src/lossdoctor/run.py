@@ -15,7 +15,7 @@ VAL_ACC = "val/accuracy"
 LR = "lr"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity equality: arrays do not compare as one
 class Series:
     """One scalar stream: values at increasing steps (NaN/inf kept as they came)."""
 

@@ -1,0 +1,213 @@
+"""Find and read the runs under a path: event files, CSV/JSONL logs, run folders.
+
+Format is decided from the content, never the extension alone. A directory may hold
+many runs; each is read on its own so one bad run does not hide the others.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from lossdoctor.errors import InputError
+from lossdoctor.run import TRAIN_LOSS, VAL_LOSS, Run
+
+# File names worth sniffing when walking a folder (a single file given by the user is
+# always sniffed, whatever its name).
+LOG_SUFFIXES = {".csv", ".tsv", ".log", ".txt", ".jsonl", ".ndjson", ".json"}
+KERAS_SPLIT_DIRS = {"train", "validation", "val", "eval", "valid"}
+HEAD_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class Options:
+    verify: bool = False
+    train_loss: str | None = None
+    val_loss: str | None = None
+    # Called with each source as it is read (progress display).
+    on_source: Callable[[str], None] | None = None
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """One run read from `source`, or the error that kept it from being read."""
+
+    source: str
+    run: Run | None = None
+    error: InputError | None = None
+
+
+def _head(path: Path) -> bytes:
+    with path.open("rb") as fh:
+        return fh.read(HEAD_BYTES)
+
+
+def _is_event_name(name: str) -> bool:
+    return "tfevents" in name
+
+
+def _sniff(path: Path) -> str | None:
+    """'tensorboard', 'table', 'jsonl' or None for a file of another kind."""
+    from lossdoctor.sources.tabular import looks_like_jsonl, looks_like_table
+    from lossdoctor.sources.tensorboard import looks_like_event_file
+
+    head = _head(path)
+    if looks_like_event_file(head):
+        return "tensorboard"
+    if looks_like_jsonl(head):
+        return "jsonl"
+    if looks_like_table(head):
+        return "table"
+    return None
+
+
+def _read_file(path: Path, kind: str, options: Options) -> list[Run]:
+    if kind == "tensorboard":
+        from lossdoctor.sources.tensorboard import read_tensorboard_run
+
+        return [
+            read_tensorboard_run(
+                path,
+                verify=options.verify,
+                train_loss=options.train_loss,
+                val_loss=options.val_loss,
+            )
+        ]
+    from lossdoctor.sources.tabular import read_table_file
+
+    return read_table_file(path, train_loss=options.train_loss, val_loss=options.val_loss)
+
+
+def _check_has_loss(run: Run) -> Run:
+    if run.get(TRAIN_LOSS) is None and run.get(VAL_LOSS) is None:
+        names = sorted(k.removeprefix("extra/") for k in run.series)
+        shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+        raise InputError(
+            run.source,
+            f"no loss series found (series: {shown or 'none'}); "
+            "name one with --train-loss or --val-loss",
+        )
+    return run
+
+
+def _safely(
+    source: str, read: Callable[[], list[Run]], options: Options | None = None
+) -> list[Loaded]:
+    if options is not None and options.on_source is not None:
+        options.on_source(source)
+    try:
+        return [Loaded(source, run=_check_has_loss(run)) for run in read()]
+    except InputError as exc:
+        return [Loaded(source, error=exc)]
+    except KeyError as exc:  # an override naming a series the log lacks
+        return [Loaded(source, error=InputError(source, str(exc.args[0])))]
+    except (OSError, UnicodeError, ValueError, MemoryError) as exc:
+        return [Loaded(source, error=InputError(source, _describe(exc)))]
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, IsADirectoryError):
+        return "is a directory"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return f"cannot be read ({type(exc).__name__}: {exc})"
+
+
+def _named(loaded: list[Loaded], name: str) -> list[Loaded]:
+    """Name runs by their place under the folder the user gave."""
+    out = []
+    for item in loaded:
+        if item.run is not None:
+            suffix = item.run.name.partition("#")[2]
+            item.run.name = f"{name}#{suffix}" if suffix else name
+        out.append(item)
+    return out
+
+
+def _tensorboard_run_dirs(root: Path) -> Iterator[tuple[Path, list[Path]]]:
+    """(run folder, log files) for every folder under root, in a stable order.
+    Keras' train/validation subfolders belong to their parent's run."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        here = Path(dirpath)
+        yield here, [here / f for f in sorted(filenames) if not f.startswith(".")]
+
+
+def load(path: str | Path, options: Options | None = None) -> list[Loaded]:
+    """Every run under `path` (a file or a folder), each read or with its error."""
+    options = options or Options()
+    root = Path(path)
+    source = str(path)
+    if not root.exists():
+        return [Loaded(source, error=InputError(source, "no such file or directory"))]
+    if root.is_file():
+        try:
+            kind = _sniff(root)
+        except OSError as exc:
+            return [Loaded(source, error=InputError(source, _describe(exc)))]
+        if kind is None:
+            problem = (
+                "empty file"
+                if root.stat().st_size == 0
+                else "not a training log (expected a TensorBoard event file, a CSV log "
+                "or JSON Lines)"
+            )
+            return [Loaded(source, error=InputError(source, problem))]
+        return _safely(source, lambda: _read_file(root, kind, options), options)
+    if not root.is_dir():
+        return [Loaded(source, error=InputError(source, "not a regular file or directory"))]
+    return _load_dir(root, options)
+
+
+def _load_dir(root: Path, options: Options) -> list[Loaded]:
+    results: list[Loaded] = []
+    claimed: set[Path] = set()  # split subfolders read as part of their parent run
+    for folder, files in _tensorboard_run_dirs(root):
+        rel = folder.relative_to(root)
+        run_name = str(rel) if str(rel) != "." else root.resolve().name
+        if folder in claimed:
+            continue
+        has_events = any(_is_event_name(f.name) for f in files)
+        splits = [
+            folder / d
+            for d in KERAS_SPLIT_DIRS
+            if (folder / d).is_dir() and any(_is_event_name(p.name) for p in (folder / d).iterdir())
+        ]
+        if has_events or splits:
+            claimed.update(splits)
+            results += _named(
+                _safely(str(folder), partial(_read_file, folder, "tensorboard", options), options),
+                run_name,
+            )
+        for file in files:
+            if _is_event_name(file.name) or file.suffix.lower() not in LOG_SUFFIXES:
+                continue
+            try:
+                kind = _sniff(file)
+            except OSError as exc:
+                results.append(Loaded(str(file), error=InputError(str(file), _describe(exc))))
+                continue
+            if kind in (None, "tensorboard"):
+                continue  # a README or config beside the logs: not ours to read
+            file_name = str(file.relative_to(root))
+            results += _named(
+                _safely(str(file), partial(_read_file, file, kind, options), options),
+                file_name,
+            )
+    if not results:
+        return [
+            Loaded(
+                str(root),
+                error=InputError(
+                    str(root),
+                    "no training logs found (looked for TensorBoard event files, CSV and "
+                    "JSON Lines logs)",
+                ),
+            )
+        ]
+    return results

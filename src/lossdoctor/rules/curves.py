@@ -1,0 +1,243 @@
+"""Shape of the loss curve: what it says about the learning rate, the train/val
+accuracy gap, isolated spikes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lossdoctor.findings import Finding, make_finding
+from lossdoctor.rules._stats import binned, late_window, mad_sigma, trend
+from lossdoctor.rules._where import locate
+from lossdoctor.run import TRAIN_ACC, TRAIN_LOSS, VAL_ACC, Run
+
+MIN_POINTS = 6
+
+# lr-too-high: most of the drop happened in the first EARLY_SHARE of the run, and the
+# loss then sat at STUCK_LEVEL or more of where it started, bouncing.
+EARLY_SHARE = 0.2
+EARLY_DROP = 0.6  # share of the total drop done early
+STUCK_LEVEL = 0.25  # late level as a share of the starting level
+BOUNCE = 0.05  # late noise as a share of the late level
+MIN_DROP = 0.3  # the early drop must be real: 30% of the starting level
+# A run this accurate is not "stuck high", whatever its loss level (logs that start
+# late make the first logged loss a poor reference).
+GOOD_ACCURACY = 0.9
+# lr-too-low: a nearly straight, slow decrease.
+STRAIGHT_R2 = 0.95
+HALVES_RATIO = 1.6  # first-half drop / second-half drop below this: no curvature
+SLOW_TOTAL_DROP = 0.5  # fell by less than half of the starting level
+# generalization-gap
+GAP_WARN = 0.10  # 10 accuracy points
+# loss-spike
+SPIKE_MADS = 15.0
+SPIKE_WINDOW = 21
+SPIKE_MIN_POINTS = 20
+
+
+def lr_too_high(run: Run) -> list[Finding]:
+    train = run.get(TRAIN_LOSS)
+    if train is None:
+        return []
+    b = binned(train)
+    n = b.y.size
+    if n < MIN_POINTS or not np.isfinite(b.y).all():
+        return []
+    start = float(np.median(b.y[: max(1, n // 16)]))
+    if start <= 0:
+        return []
+    # Blow-up after a good start: the loss climbed well above its best.
+    best = int(np.argmin(b.y))
+    late = late_window(b)
+    late_y = b.y[late]
+    late_level = float(np.median(late_y))
+    low = float(b.y[best])
+    if best < n - 2 and late_level > low + 0.5 * (start - low) and late_level > 1.5 * low:
+        step, epoch = locate(train, int(b.index[best]))
+        return [
+            make_finding(
+                "lr-too-high",
+                step=step,
+                epoch=epoch,
+                evidence={"start_loss": start, "best_loss": low, "late_loss": late_level},
+                title="The loss fell, then climbed back up: the learning rate is too high",
+            )
+        ]
+    early_end = max(1, round(EARLY_SHARE * n))
+    total_drop = start - late_level
+    if total_drop < MIN_DROP * start or _accurate(run):
+        return []
+    early_drop = start - float(np.median(b.y[max(0, early_end - 2) : early_end + 1]))
+    late_trend = trend(b.x[late], late_y)
+    # Bounce measured on the raw points of the late part, against their own level.
+    raw_late = train.values[int(b.index[late.start]) :]
+    raw_late = raw_late[np.isfinite(raw_late)]
+    bounce = mad_sigma(np.diff(raw_late)) / np.sqrt(2) / late_level if raw_late.size > 2 else 0.0
+    stuck = late_level / start
+    if (
+        early_drop / total_drop >= EARLY_DROP
+        and late_trend.direction != "falling"
+        and stuck >= STUCK_LEVEL
+        and bounce >= BOUNCE
+    ):
+        step, epoch = locate(train, int(b.index[early_end]))
+        return [
+            make_finding(
+                "lr-too-high",
+                step=step,
+                epoch=epoch,
+                evidence={
+                    "start_loss": round(start, 6),
+                    "late_loss": round(late_level, 6),
+                    "late_over_start": round(stuck, 3),
+                    "early_share_of_drop": round(early_drop / total_drop, 3),
+                    "late_bounce": round(float(bounce), 3),
+                },
+            )
+        ]
+    return []
+
+
+def _accurate(run: Run) -> bool:
+    for key in (TRAIN_ACC, VAL_ACC):
+        series = run.get(key)
+        if series is None:
+            continue
+        finite = series.values[np.isfinite(series.values)]
+        if finite.size and float(np.median(finite[-3:])) >= GOOD_ACCURACY * (
+            100.0 if float(np.max(finite)) > 1.5 else 1.0
+        ):
+            return True
+    return False
+
+
+def lr_too_low(run: Run) -> list[Finding]:
+    train = run.get(TRAIN_LOSS)
+    if train is None:
+        return []
+    b = binned(train)
+    n = b.y.size
+    if n < MIN_POINTS or not np.isfinite(b.y).all():
+        return []
+    whole = trend(b.x, b.y)
+    if whole.direction != "falling" or whole.start <= 0:
+        return []
+    fit = whole.start + (whole.end - whole.start) * (b.x - b.x[0]) / (b.x[-1] - b.x[0])
+    ss_res = float(np.sum((b.y - fit) ** 2))
+    ss_tot = float(np.sum((b.y - b.y.mean()) ** 2))
+    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else 0.0
+    mid = n // 2
+    first_half = float(b.y[0] - b.y[mid])
+    second_half = float(b.y[mid] - b.y[-1])
+    total_drop = -whole.change / whole.start
+    if second_half <= 0:
+        return []
+    ratio = first_half / second_half
+    if r2 >= STRAIGHT_R2 and ratio < HALVES_RATIO and total_drop < SLOW_TOTAL_DROP:
+        return [
+            make_finding(
+                "lr-too-low",
+                step=None if train.epochs is not None and (train.steps == train.epochs).all()
+                else int(train.steps[0]),
+                epoch=None if train.epochs is None else int(train.epochs[0]),
+                evidence={
+                    "r2_of_straight_line": round(r2, 4),
+                    "first_half_drop_over_second": round(ratio, 3),
+                    "relative_drop": round(total_drop, 4),
+                    "start_loss": round(whole.start, 6),
+                    "end_loss": round(whole.end, 6),
+                },
+            )
+        ]
+    return []
+
+
+def generalization_gap(run: Run) -> list[Finding]:
+    train_acc, val_acc = run.get(TRAIN_ACC), run.get(VAL_ACC)
+    if train_acc is None or val_acc is None:
+        return []
+    t, v = train_acc.finite(), val_acc.finite()
+    if len(t) < 2 or len(v) < 2:
+        return []
+    tail = min(3, len(t), len(v))
+    t_end = float(np.median(t.values[-tail:]))
+    v_end = float(np.median(v.values[-tail:]))
+    # Accuracies logged in percent.
+    scale = 100.0 if max(float(np.max(t.values)), float(np.max(v.values))) > 1.5 else 1.0
+    gap = (t_end - v_end) / scale
+    if gap < GAP_WARN:
+        return []
+    # Where the gap first crossed the threshold, on the validation points.
+    t_at_v = np.interp(v.steps, t.steps, t.values) / scale
+    over = np.flatnonzero(t_at_v - v.values / scale >= GAP_WARN)
+    idx = int(over[0]) if over.size else len(v) - 1
+    step, epoch = locate(v, idx)
+    return [
+        make_finding(
+            "generalization-gap",
+            step=step,
+            epoch=epoch,
+            evidence={
+                "train_accuracy": round(t_end / scale, 4),
+                "val_accuracy": round(v_end / scale, 4),
+                "gap": round(gap, 4),
+            },
+            title=f"Training accuracy is {gap * 100:.0f} points above validation accuracy",
+        )
+    ]
+
+
+def loss_spike(run: Run) -> list[Finding]:
+    """Isolated jumps: far above the local median in units of local noise, and a
+    large share of the way back to where training started, then recovered."""
+    train = run.get(TRAIN_LOSS)
+    if train is None:
+        return []
+    finite = np.flatnonzero(np.isfinite(train.values))
+    if finite.size < SPIKE_MIN_POINTS:
+        return []
+    y = train.values[finite]
+    half = SPIKE_WINDOW // 2
+    start_level = float(np.median(y[: max(3, y.size // 50)]))
+    # Cheap screen against the binned curve; the exact local test runs only on the
+    # few points that pass it (a rolling median over every point is the slow part).
+    b = binned(train)
+    baseline = np.interp(finite, b.index, b.y)
+    # Point-to-point noise of the whole curve, a lenient stand-in for the local one.
+    noise = mad_sigma(np.diff(y)) / np.sqrt(2)
+    screen = np.flatnonzero(y > baseline + np.maximum(0.5 * np.abs(baseline), 5 * noise))
+    screen = screen[(screen >= half) & (screen + 3 < y.size)]
+    spikes: list[tuple[int, float, float]] = []  # (index, height, local level)
+    for i in screen[:1000]:
+        window = np.delete(y[max(0, i - half) : i + half + 1], min(i, half))
+        level = float(np.median(window))
+        noise = max(1.4826 * float(np.median(np.abs(window - level))), 1e-3 * abs(level))
+        height = float(y[i]) - level
+        recovered = float(np.median(y[i + 1 : i + 4])) < level + 0.5 * height
+        if (
+            height > SPIKE_MADS * noise
+            and height > 0.5 * abs(start_level - level)
+            and height > 0.5 * abs(level)
+            and recovered
+        ):
+            spikes.append((int(i), height, level))
+    if not spikes:
+        return []
+    first, _, first_level = spikes[0]
+    worst = max(spikes, key=lambda s: s[1])[0]
+    step, epoch = locate(train, int(finite[first]))
+    return [
+        make_finding(
+            "loss-spike",
+            step=step,
+            epoch=epoch,
+            evidence={
+                "spikes": len(spikes),
+                "first_spike_loss": float(y[first]),
+                "local_level": first_level,
+                "worst_spike_loss": float(y[worst]),
+                "worst_spike_step": int(train.steps[finite[worst]]),
+            },
+            title=f"The loss spiked to {y[first]:.4g} (local level {first_level:.4g})"
+            + (f", {len(spikes)} spikes in all" if len(spikes) > 1 else ""),
+        )
+    ]

@@ -1,0 +1,216 @@
+"""The regime of a run, read from train and validation loss the way the source's
+table does: which of the two is falling, flat or rising late in the run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lossdoctor.findings import Finding, make_finding
+from lossdoctor.rules._stats import Binned, Trend, binned, late_window, trend
+from lossdoctor.rules._where import locate
+from lossdoctor.run import TRAIN_ACC, TRAIN_LOSS, VAL_ACC, VAL_LOSS, Run
+
+MIN_POINTS = 4  # fewer finite points than this and the regime is unknown
+# Both flat counts as converged rather than a plateau when training got this far.
+CONVERGED_DROP = 0.8  # the loss fell by at least 80% of its starting level
+CONVERGED_ACCURACY = 0.97
+# Overfitting with a flat validation curve: the gap must have widened by this much
+# of the best validation loss since the best epoch.
+GAP_WIDENING = 0.10
+
+
+@dataclass(frozen=True)
+class RegimeVerdict:
+    regime: str
+    finding: Finding | None = None
+    evidence: dict[str, float | int | str] = field(default_factory=dict)
+
+
+def _late_trend(b: Binned) -> Trend:
+    window = late_window(b)
+    x, y = b.x[window], b.y[window]
+    return trend(x, y, scale=_scale(b, y))
+
+
+def _scale(b: Binned, window_values: np.ndarray) -> float:
+    """What a change is measured against: the smaller of the current level and the
+    range the whole curve covered. The range matters when a constant offset (a
+    regularization term, a multi-head total) makes the level large; the level when
+    the curve fell a long way. Losses that cross zero use the range alone."""
+    level = float(np.median(window_values[: max(1, window_values.size // 3)]))
+    lo, hi = np.percentile(b.y, [5, 95])
+    spread = float(hi - lo)
+    if level > 0 and spread > 0:
+        return min(level, spread)
+    return spread or abs(level) or 1.0
+
+
+def _last_accuracy(run: Run, key: str) -> float | None:
+    series = run.get(key)
+    if series is None:
+        return None
+    finite = series.values[np.isfinite(series.values)]
+    if finite.size == 0:
+        return None
+    tail = finite[-max(1, min(3, finite.size)) :]
+    return float(np.median(tail))
+
+
+def assess_regime(run: Run) -> RegimeVerdict:
+    train = run.get(TRAIN_LOSS)
+    if train is None:
+        return RegimeVerdict("unknown", evidence={"reason": "no training loss series"})
+    if len(train) and not np.isfinite(train.values[-1]) and np.isfinite(train.values).any():
+        first_bad = int(np.flatnonzero(~np.isfinite(train.values))[0])
+        step, epoch = locate(train, first_bad)
+        nan_evidence: dict[str, float | int | str] = {
+            "last_finite_loss": float(train.values[:first_bad][-1]) if first_bad else "none"
+        }
+        finding = make_finding(
+            "diverging",
+            step=step,
+            epoch=epoch,
+            evidence=nan_evidence,
+            title="Training blew up: the loss ended as NaN/inf",
+        )
+        return RegimeVerdict("diverging", finding, nan_evidence)
+    tb = binned(train)
+    if tb.y.size < MIN_POINTS:
+        return RegimeVerdict("unknown", evidence={"reason": "too few training loss points",
+                                                  "points": int(tb.y.size)})
+    t_trend = _late_trend(tb)
+    val = run.get(VAL_LOSS)
+    vb = binned(val) if val is not None else None
+    v_trend = _late_trend(vb) if vb is not None and vb.y.size >= MIN_POINTS else None
+
+    evidence: dict[str, float | int | str] = {
+        "train_trend": t_trend.direction,
+        "train_late_change": round(t_trend.change, 6),
+        "train_late_t": round(min(t_trend.t, 1e6), 2),
+        "train_first": float(tb.y[0]),
+        "train_last": float(tb.y[-1]),
+    }
+    if v_trend is not None and vb is not None:
+        evidence.update(
+            val_trend=v_trend.direction,
+            val_late_change=round(v_trend.change, 6),
+            val_late_t=round(min(v_trend.t, 1e6), 2),
+            val_best=float(np.min(vb.y)),
+            val_last=float(vb.y[-1]),
+        )
+
+    if t_trend.direction == "rising":
+        start = int(np.argmin(tb.y))
+        step, epoch = locate(train, int(tb.index[start]))
+        title = (
+            "Training and validation loss are both rising"
+            if v_trend is not None and v_trend.direction == "rising"
+            else "Training loss is rising"
+        )
+        return RegimeVerdict(
+            "diverging",
+            make_finding("diverging", step=step, epoch=epoch, evidence=evidence, title=title),
+            evidence,
+        )
+
+    if v_trend is not None and vb is not None and val is not None:
+        best = int(np.argmin(vb.y))
+        best_step, best_epoch = locate(val, int(vb.index[best]))
+        gap_growth, gap_end = _gap_change(tb, vb, best)
+        evidence["gap_growth_since_best"] = round(gap_growth, 6)
+        # Overfitting needs training to be doing better than validation: still
+        # falling, or below the validation loss. A training loss that never moved
+        # while validation worsens is a model that is not learning at all.
+        train_learning = t_trend.direction == "falling" or (
+            gap_end > 0 and _fell(tb)
+        )
+        if v_trend.direction == "rising" and train_learning:
+            overfit = True
+        elif v_trend.direction == "flat" and t_trend.direction == "falling":
+            overfit = gap_end > 0 and gap_growth > GAP_WIDENING * abs(float(vb.y[best]))
+        else:
+            overfit = False
+        if overfit:
+            evidence["best_val_at"] = best_epoch if best_epoch is not None else best_step or 0
+            return RegimeVerdict(
+                "overfitting",
+                make_finding("overfitting", step=best_step, epoch=best_epoch, evidence=evidence),
+                evidence,
+            )
+        whole_train = trend(tb.x, tb.y, scale=_scale(tb, tb.y))
+        if (
+            t_trend.direction == "flat"
+            and whole_train.direction != "falling"
+            and v_trend.direction == "falling"
+        ):
+            evidence["train_whole_run_trend"] = whole_train.direction
+            step, epoch = locate(train, int(tb.index[0]))
+            return RegimeVerdict(
+                "data-problem",
+                make_finding("data-problem", step=step, epoch=epoch, evidence=evidence),
+                evidence,
+            )
+        if t_trend.direction == "falling" or v_trend.direction == "falling":
+            return RegimeVerdict("still-learning", evidence=evidence)
+    elif t_trend.direction == "falling":
+        return RegimeVerdict("still-learning", evidence=evidence)
+
+    # Both flat (or training flat with no validation): converged or stuck.
+    if _looks_converged(run, tb, evidence):
+        return RegimeVerdict("converged", evidence=evidence)
+    start = _plateau_start(tb, t_trend)
+    step, epoch = locate(train, int(tb.index[start]))
+    return RegimeVerdict(
+        "plateau",
+        make_finding("plateau", step=step, epoch=epoch, evidence=evidence),
+        evidence,
+    )
+
+
+def _gap_change(tb: Binned, vb: Binned, best: int) -> tuple[float, float]:
+    """(how much the validation-minus-training gap widened from the best validation
+    point to the end, the gap at the end), on the common 0..1 run position."""
+    train_at = np.interp([vb.x[best], vb.x[-1]], tb.x, tb.y)
+    tail = vb.y[-max(1, min(3, vb.y.size - best)) :]
+    gap_best = float(vb.y[best] - train_at[0])
+    gap_end = float(np.median(tail) - train_at[1])
+    return gap_end - gap_best, gap_end
+
+
+def _fell(tb: Binned) -> bool:
+    """Training made real progress over the run (at least 10% below its start)."""
+    first, last = float(tb.y[0]), float(np.median(tb.y[late_window(tb)]))
+    return first > 0 and last < 0.9 * first
+
+
+def _looks_converged(run: Run, tb: Binned, evidence: dict[str, float | int | str]) -> bool:
+    train_acc = _last_accuracy(run, TRAIN_ACC)
+    val_acc = _last_accuracy(run, VAL_ACC)
+    if train_acc is not None:
+        evidence["train_accuracy"] = round(train_acc, 4)
+    if val_acc is not None:
+        evidence["val_accuracy"] = round(val_acc, 4)
+    if train_acc is not None and train_acc >= CONVERGED_ACCURACY:
+        return True
+    first, last = float(tb.y[0]), float(np.median(tb.y[late_window(tb)]))
+    if first > 0 and last >= 0:
+        drop = 1.0 - last / first
+        evidence["train_drop"] = round(drop, 4)
+        return drop >= CONVERGED_DROP and (val_acc is None or val_acc >= 0.9 * CONVERGED_ACCURACY)
+    return False
+
+
+def _plateau_start(tb: Binned, late: Trend) -> int:
+    """First binned point already within the late level's noise band."""
+    level = late.end
+    band = max(3.0 * late.noise, 0.05 * abs(level))
+    near = np.flatnonzero(np.abs(tb.y - level) <= band)
+    return int(near[0]) if near.size else late_window(tb).start
+
+
+def regime_rule(run: Run) -> list[Finding]:
+    verdict = assess_regime(run)
+    return [verdict.finding] if verdict.finding is not None else []
+

@@ -1,0 +1,126 @@
+"""The command line: exit statuses, JSON contract, and one clear line for bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lossdoctor import __version__
+from lossdoctor.cli import main
+
+HEALTHY_CSV = "epoch,loss,val_loss,accuracy,val_accuracy\n" + "".join(
+    f"{e},{2.3 * 0.8**e:.5f},{2.35 * 0.8**e + 0.01:.5f},{min(0.99, 0.3 + 0.07 * e):.3f},"
+    f"{min(0.98, 0.3 + 0.068 * e):.3f}\n"
+    for e in range(20)
+)
+NAN_CSV = "epoch,loss,val_loss\n" + "".join(
+    f"{e},{2.3 * 0.9**e if e < 6 else float('nan')},{2.3 * 0.9**e if e < 6 else float('nan')}\n"
+    for e in range(10)
+)
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lossdoctor", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    return path
+
+
+def test_version_and_help_with_examples():
+    out = cli("--version")
+    assert out.returncode == 0 and __version__ in out.stdout
+    out = cli("diagnose", "--help")
+    assert out.returncode == 0
+    assert "examples:" in out.stdout and "--fail-on" in out.stdout
+
+
+def test_healthy_log_exits_zero(tmp_path: Path):
+    path = write(tmp_path, "healthy.csv", HEALTHY_CSV)
+    assert main(["diagnose", str(path)]) == 0
+
+
+def test_critical_finding_exits_one_and_json_follows_the_contract(tmp_path: Path, capsys):
+    path = write(tmp_path, "nan.csv", NAN_CSV)
+    assert main(["diagnose", str(path), "--format", "json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["lossdoctor"] == __version__
+    [run] = doc["runs"]
+    assert set(run) >= {"run", "source", "format", "regime", "findings"}
+    finding = next(f for f in run["findings"] if f["code"] == "nan-loss")
+    assert set(finding) == {
+        "code", "severity", "title", "step", "epoch", "layer", "evidence", "explanation",
+        "fixes",
+    }
+    assert finding["severity"] == "critical" and finding["epoch"] == 6
+    assert isinstance(finding["fixes"], list) and finding["fixes"]
+
+
+def test_fail_on_warning(tmp_path: Path):
+    # Validation bottoms out and climbs while training keeps falling: a warning.
+    rows = "".join(
+        f"{e},{2.0 * 0.85**e:.5f},{1.0 + 0.02 * (e - 8) ** 2:.5f}\n" for e in range(30)
+    )
+    path = write(tmp_path, "overfit.csv", "epoch,loss,val_loss\n" + rows)
+    assert main(["diagnose", str(path)]) == 0
+    assert main(["diagnose", str(path), "--fail-on", "warning"]) == 1
+
+
+BAD_INPUTS = {
+    "missing": (None, "no such file"),
+    "empty.csv": (b"", "empty file"),
+    "picture.png": (b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, "not a"),
+    "corrupt.tfevents": (b"\x18\x00\x00\x00\x00\x00\x00\x00" + b"\xff" * 40, "not a"),
+    "noloss.csv": (b"epoch,accuracy,f1\n0,0.5,0.4\n1,0.6,0.5\n", "no loss series"),
+    "allnan.csv": (b"epoch,loss\n0,\n1,\n2,\n", "loss"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_INPUTS))
+def test_bad_input_is_one_line_naming_the_file_exit_two(tmp_path: Path, name: str):
+    content, problem = BAD_INPUTS[name]
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    before = path.read_bytes() if path.exists() else None
+    out = cli("diagnose", str(path))
+    assert out.returncode == 2, out
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert str(path) in lines[0] and problem in lines[0]
+    assert "Traceback" not in out.stderr + out.stdout
+    if before is not None:
+        assert path.read_bytes() == before  # never touched
+
+
+def test_unknown_override_names_the_columns(tmp_path: Path):
+    path = write(tmp_path, "h.csv", HEALTHY_CSV)
+    out = cli("diagnose", str(path), "--train-loss", "nope")
+    assert out.returncode == 2
+    assert "nope" in out.stderr and "val_loss" in out.stderr
+
+
+def test_bad_run_in_a_folder_does_not_hide_the_others(tmp_path: Path):
+    write(tmp_path, "good.csv", HEALTHY_CSV)
+    write(tmp_path, "bad.csv", "epoch,accuracy\n0,0.1\n")
+    out = cli("diagnose", str(tmp_path), "--format", "json")
+    assert out.returncode == 2
+    doc = json.loads(out.stdout)
+    assert [r["run"] for r in doc["runs"]] == ["good.csv"]
+    assert doc["errors"][0]["source"].endswith("bad.csv")
+
+
+def test_usage_error_exits_two():
+    out = cli("diagnose")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
