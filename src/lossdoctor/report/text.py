@@ -98,8 +98,10 @@ def render_finding(f: Finding, style: Style) -> list[str]:
         lines += [style.dim(line) for line in _wrap(ev, "        ", "      evidence: ")]
     if f.explanation:
         lines += _wrap(f.explanation, "        ", "      why: ")
+    if f.fixes:
+        lines.append("      what to do:")
     for i, fix in enumerate(f.fixes, 1):
-        lines += _wrap(fix, "           ", f"      {i}. " if i > 1 else f"      do {i}. ")
+        lines += _wrap(fix, "           ", f"        {i}. ")
     return lines
 
 

@@ -134,9 +134,18 @@ def assess_regime(run: Run) -> RegimeVerdict:
             overfit = False
         if overfit:
             evidence["best_val_at"] = best_epoch if best_epoch is not None else best_step or 0
+            val_best, val_now = float(vb.y[best]), float(vb.y[-1])
+            where = f"epoch {best_epoch}" if best_epoch is not None else f"step {best_step}"
+            title = (
+                f"Validation loss was best at {where} ({val_best:.4g}) and is now "
+                f"{val_now:.4g}, while training loss went on to {float(tb.y[-1]):.4g}"
+            )
             return RegimeVerdict(
                 "overfitting",
-                make_finding("overfitting", step=best_step, epoch=best_epoch, evidence=evidence),
+                make_finding(
+                    "overfitting", step=best_step, epoch=best_epoch, evidence=evidence,
+                    title=title,
+                ),
                 evidence,
             )
         whole_train = trend(tb.x, tb.y, scale=_scale(tb, tb.y))

@@ -19,7 +19,7 @@ from lossdoctor.run import TRAIN_LOSS, VAL_LOSS, Run
 # always sniffed, whatever its name).
 LOG_SUFFIXES = {".csv", ".tsv", ".log", ".txt", ".jsonl", ".ndjson", ".json"}
 KERAS_SPLIT_DIRS = {"train", "validation", "val", "eval", "valid"}
-HEAD_BYTES = 4096
+HEAD_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -50,13 +50,17 @@ def _is_event_name(name: str) -> bool:
 
 
 def _sniff(path: Path) -> str | None:
-    """'tensorboard', 'table', 'jsonl' or None for a file of another kind."""
+    """'tensorboard', 'history', 'table', 'jsonl' or None for a file of another kind."""
     from lossdoctor.sources.tabular import looks_like_jsonl, looks_like_table
     from lossdoctor.sources.tensorboard import looks_like_event_file
+
+    from lossdoctor.sources.history import looks_like_history_json
 
     head = _head(path)
     if looks_like_event_file(head):
         return "tensorboard"
+    if looks_like_history_json(head):
+        return "history"
     if looks_like_jsonl(head):
         return "jsonl"
     if looks_like_table(head):
@@ -76,6 +80,12 @@ def _read_file(path: Path, kind: str, options: Options) -> list[Run]:
                 val_loss=options.val_loss,
             )
         ]
+    if kind == "history":
+        from lossdoctor.sources.history import read_history_json
+
+        return read_history_json(
+            path, train_loss=options.train_loss, val_loss=options.val_loss
+        )
     from lossdoctor.sources.tabular import read_table_file
 
     return read_table_file(path, train_loss=options.train_loss, val_loss=options.val_loss)
