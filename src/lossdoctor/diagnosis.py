@@ -16,6 +16,10 @@ SUPERSEDES: dict[str, frozenset[str]] = {
     "softmax-overflow": frozenset({"plateau", "lr-too-high", "lr-too-low"}),
     "constant-loss": frozenset({"plateau", "lr-too-high", "lr-too-low"}),
     "nan-loss": frozenset({"lr-too-high"}),
+    # Spikes everywhere are what divergence looks like per step; one finding says it.
+    "diverging": frozenset({"loss-spike"}),
+    # Both advise a lower learning rate; the specific diagnosis says why.
+    "lr-too-high": frozenset({"plateau"}),
 }
 
 

@@ -13,6 +13,9 @@ VAL_LOSS = "val/loss"
 TRAIN_ACC = "train/accuracy"
 VAL_ACC = "val/accuracy"
 LR = "lr"
+# Per-step training loss when the log also has the per-epoch one (Lightning's
+# `train_loss_step` next to `train_loss_epoch`): spikes and the first NaN step live here.
+TRAIN_LOSS_STEP = "train/loss_step"
 
 
 @dataclass(frozen=True, eq=False)  # identity equality: arrays do not compare as one
@@ -78,3 +81,7 @@ class Run:
 
     def get(self, key: str) -> Series | None:
         return self.series.get(key)
+
+    def densest_train_loss(self) -> Series | None:
+        """The per-step training loss if the log has one, else the training loss."""
+        return self.series.get(TRAIN_LOSS_STEP) or self.series.get(TRAIN_LOSS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lossdoctor.run import LR, TRAIN_ACC, TRAIN_LOSS, VAL_ACC, VAL_LOSS, Series
+from lossdoctor.run import LR, TRAIN_ACC, TRAIN_LOSS, TRAIN_LOSS_STEP, VAL_ACC, VAL_LOSS, Series
 from lossdoctor.sources.names import assign_roles, canonicalize
 
 
@@ -15,14 +15,15 @@ from lossdoctor.sources.names import assign_roles, canonicalize
         (["epoch", "acc", "loss", "val_acc", "val_loss"],
          {TRAIN_ACC: "acc", TRAIN_LOSS: "loss", VAL_ACC: "val_acc", VAL_LOSS: "val_loss"}),
         (["train_loss_step", "train_loss_epoch", "val_loss_epoch", "epoch", "step"],
-         {TRAIN_LOSS: "train_loss_epoch", VAL_LOSS: "val_loss_epoch"}),
+         {TRAIN_LOSS: "train_loss_epoch", VAL_LOSS: "val_loss_epoch",
+          TRAIN_LOSS_STEP: "train_loss_step"}),
         (["Loss/train", "Loss/val", "Accuracy/train", "Accuracy/val"],
          {TRAIN_LOSS: "Loss/train", VAL_LOSS: "Loss/val", TRAIN_ACC: "Accuracy/train",
           VAL_ACC: "Accuracy/val"}),
         (["train/epoch_loss", "validation/epoch_loss", "train/epoch_learning_rate",
           "train/batch_loss"],
          {TRAIN_LOSS: "train/epoch_loss", VAL_LOSS: "validation/epoch_loss",
-          LR: "train/epoch_learning_rate"}),
+          LR: "train/epoch_learning_rate", TRAIN_LOSS_STEP: "train/batch_loss"}),
         (["training_loss", "validation_loss", "learning_rate"],
          {TRAIN_LOSS: "training_loss", VAL_LOSS: "validation_loss", LR: "learning_rate"}),
         (["train_loss", "valid_loss", "lr-SGD"],

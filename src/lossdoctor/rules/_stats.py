@@ -18,6 +18,8 @@ import numpy as np
 from lossdoctor.run import Series
 
 MAX_BINS = 48
+TRIM_MIN_WIDTH = 10  # bins narrower than this use the median
+TRIM_SHARE = 0.1  # share cut from each end of a wide bin before averaging
 Direction = Literal["falling", "flat", "rising"]
 
 # How sure a trend must be before we call it: |change| / its standard error.
@@ -37,8 +39,8 @@ def mad_sigma(values: np.ndarray) -> float:
 @dataclass(frozen=True)
 class Binned:
     """A curve reduced to at most MAX_BINS points: x is the position of each bin in
-    the run (0..1), y the median of the finite values in it, index the original
-    index at the bin's centre."""
+    the run (0..1), y a robust average of the finite values in it (median or trimmed
+    mean), index the original index at the bin's centre."""
 
     x: np.ndarray
     y: np.ndarray
@@ -49,7 +51,7 @@ _BINNED: weakref.WeakKeyDictionary[Series, Binned] = weakref.WeakKeyDictionary()
 
 
 def binned(series: Series) -> Binned:
-    """Medians of equal-count bins of the finite values (all points when few).
+    """Robust averages of equal-count bins of the finite values (all points when few).
     Several rules bin the same series, so the result is cached per series object."""
     cached = _BINNED.get(series)
     if cached is None:
@@ -72,7 +74,13 @@ def _bin(series: Series, max_bins: int) -> Binned:
     # changes a median by nothing that matters and keeps this one vectorized call.
     width = int(np.min(np.diff(edges)))
     rect = values[edges[:-1, None] + np.arange(width)[None, :]]
-    y = np.median(rect, axis=1)
+    if width < TRIM_MIN_WIDTH:
+        y = np.median(rect, axis=1)
+    else:
+        # A trimmed mean: an isolated spike does not move it, but a loss whose
+        # batches swing between tiny and huge (a diverging run) still shows its mass.
+        k = int(TRIM_SHARE * width)
+        y = np.sort(rect, axis=1)[:, k : width - k].mean(axis=1)
     centres = edges[:-1] + width // 2
     return Binned(np.linspace(0.0, 1.0, max_bins), y, keep[centres])
 
@@ -138,6 +146,19 @@ def trend(
     if t >= t_crit and big_enough and n >= 3:
         direction = "falling" if change < 0 else "rising"
     return Trend(direction, start, end, change, noise, t, n)
+
+
+def curve_scale(b: Binned, window_values: np.ndarray) -> float:
+    """What a change is measured against: the smaller of the current level and the
+    range the whole curve covered. The range matters when a constant offset (a
+    regularization term, a multi-head total) makes the level large; the level when
+    the curve fell a long way. Losses that cross zero use the range alone."""
+    level = float(np.median(window_values[: max(1, window_values.size // 3)]))
+    lo, hi = np.percentile(b.y, [5, 95])
+    spread = float(hi - lo)
+    if level > 0 and spread > 0:
+        return min(level, spread)
+    return spread or abs(level) or 1.0
 
 
 def late_window(b: Binned, fraction: float = 0.5, minimum: int = 5) -> slice:

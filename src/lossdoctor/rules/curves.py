@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from lossdoctor.findings import Finding, make_finding
-from lossdoctor.rules._stats import binned, late_window, mad_sigma, trend
+from lossdoctor.rules._stats import binned, curve_scale, late_window, mad_sigma, trend
 from lossdoctor.rules._where import locate
 from lossdoctor.run import TRAIN_ACC, TRAIN_LOSS, VAL_ACC, Run
 
@@ -15,10 +15,10 @@ MIN_POINTS = 6
 # lr-too-high: most of the drop happened in the first EARLY_SHARE of the run, and the
 # loss then sat at STUCK_LEVEL or more of where it started, bouncing.
 EARLY_SHARE = 0.2
-EARLY_DROP = 0.6  # share of the total drop done early
+EARLY_DROP = 0.5  # share of the total drop done early
 STUCK_LEVEL = 0.25  # late level as a share of the starting level
-BOUNCE = 0.05  # late noise as a share of the late level
-MIN_DROP = 0.3  # the early drop must be real: 30% of the starting level
+BOUNCE = 0.04  # late scatter as a share of the late level
+MIN_DROP = 0.2  # the early drop must be real: 20% of the starting level
 # A run this accurate is not "stuck high", whatever its loss level (logs that start
 # late make the first logged loss a poor reference).
 GOOD_ACCURACY = 0.9
@@ -68,11 +68,18 @@ def lr_too_high(run: Run) -> list[Finding]:
         return []
     early_drop = start - float(np.median(b.y[max(0, early_end - 2) : early_end + 1]))
     late_trend = trend(b.x[late], late_y)
-    # Bounce measured on the raw points of the late part, against their own level.
-    raw_late = train.values[int(b.index[late.start]) :]
-    raw_late = raw_late[np.isfinite(raw_late)]
-    bounce = mad_sigma(np.diff(raw_late)) / np.sqrt(2) / late_level if raw_late.size > 2 else 0.0
+    # Bounce: scatter of the (binned) late curve around its own trend line, against
+    # its level. Binning averages batch-to-batch noise away, so a per-step log of a
+    # healthy run does not bounce; swings from epoch to epoch do.
+    bounce = late_trend.noise / late_level
     stuck = late_level / start
+    evidence = {
+        "start_loss": round(start, 6),
+        "late_loss": round(late_level, 6),
+        "late_over_start": round(stuck, 3),
+        "early_share_of_drop": round(early_drop / total_drop, 3),
+        "late_bounce": round(float(bounce), 3),
+    }
     if (
         early_drop / total_drop >= EARLY_DROP
         and late_trend.direction != "falling"
@@ -80,20 +87,7 @@ def lr_too_high(run: Run) -> list[Finding]:
         and bounce >= BOUNCE
     ):
         step, epoch = locate(train, int(b.index[early_end]))
-        return [
-            make_finding(
-                "lr-too-high",
-                step=step,
-                epoch=epoch,
-                evidence={
-                    "start_loss": round(start, 6),
-                    "late_loss": round(late_level, 6),
-                    "late_over_start": round(stuck, 3),
-                    "early_share_of_drop": round(early_drop / total_drop, 3),
-                    "late_bounce": round(float(bounce), 3),
-                },
-            )
-        ]
+        return [make_finding("lr-too-high", step=step, epoch=epoch, evidence=evidence)]
     return []
 
 
@@ -118,7 +112,7 @@ def lr_too_low(run: Run) -> list[Finding]:
     n = b.y.size
     if n < MIN_POINTS or not np.isfinite(b.y).all():
         return []
-    whole = trend(b.x, b.y)
+    whole = trend(b.x, b.y, scale=curve_scale(b, b.y))
     if whole.direction != "falling" or whole.start <= 0:
         return []
     fit = whole.start + (whole.end - whole.start) * (b.x - b.x[0]) / (b.x[-1] - b.x[0])
@@ -189,7 +183,7 @@ def generalization_gap(run: Run) -> list[Finding]:
 def loss_spike(run: Run) -> list[Finding]:
     """Isolated jumps: far above the local median in units of local noise, and a
     large share of the way back to where training started, then recovered."""
-    train = run.get(TRAIN_LOSS)
+    train = run.densest_train_loss()
     if train is None:
         return []
     finite = np.flatnonzero(np.isfinite(train.values))

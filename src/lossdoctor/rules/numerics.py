@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -46,10 +46,10 @@ PARTIAL_SATURATION_FLOOR = 8.0
 SIGNATURE_RTOL = 2e-4  # logged losses are float32, printed with ~7 digits
 
 
-def _train_or_val(run: Run) -> list[tuple[str, Series]]:
+def _train_or_val(run: Run, dense: bool = False) -> list[tuple[str, Series]]:
     out = []
     for key in (TRAIN_LOSS, VAL_LOSS):
-        series = run.get(key)
+        series = run.densest_train_loss() if dense and key == TRAIN_LOSS else run.get(key)
         if series is not None and len(series):
             out.append((key, series))
     return out
@@ -58,7 +58,7 @@ def _train_or_val(run: Run) -> list[tuple[str, Series]]:
 def nan_loss(run: Run) -> list[Finding]:
     """The first step at which a loss became NaN or infinite."""
     findings = []
-    for key, series in _train_or_val(run):
+    for key, series in _train_or_val(run, dense=True):
         bad = np.flatnonzero(~np.isfinite(series.values))
         if bad.size == 0:
             continue
@@ -134,10 +134,17 @@ def _saturation(value: float) -> tuple[Saturation, float] | None:
 def frozen_loss(run: Run) -> list[Finding]:
     """A loss that stops changing at all: a saturation constant (softmax overflow),
     exactly ln C (uniform output), or any other frozen value."""
-    findings = []
+    findings: list[Finding] = []
     for key, series in _train_or_val(run):
         frozen = _frozen(series)
         if frozen is None:
+            continue
+        if findings:
+            # Validation frozen too: the same cause, said once on the training finding.
+            findings[0] = replace(
+                findings[0],
+                evidence={**findings[0].evidence, "val_frozen_value": float(frozen[1])},
+            )
             continue
         start, value = frozen
         step, epoch = locate(series, start)

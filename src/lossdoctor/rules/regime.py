@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lossdoctor.findings import Finding, make_finding
-from lossdoctor.rules._stats import Binned, Trend, binned, late_window, trend
+from lossdoctor.rules._stats import Binned, Trend, binned, curve_scale, late_window, trend
 from lossdoctor.rules._where import locate
 from lossdoctor.run import TRAIN_ACC, TRAIN_LOSS, VAL_ACC, VAL_LOSS, Run
 
@@ -31,20 +31,7 @@ class RegimeVerdict:
 def _late_trend(b: Binned) -> Trend:
     window = late_window(b)
     x, y = b.x[window], b.y[window]
-    return trend(x, y, scale=_scale(b, y))
-
-
-def _scale(b: Binned, window_values: np.ndarray) -> float:
-    """What a change is measured against: the smaller of the current level and the
-    range the whole curve covered. The range matters when a constant offset (a
-    regularization term, a multi-head total) makes the level large; the level when
-    the curve fell a long way. Losses that cross zero use the range alone."""
-    level = float(np.median(window_values[: max(1, window_values.size // 3)]))
-    lo, hi = np.percentile(b.y, [5, 95])
-    spread = float(hi - lo)
-    if level > 0 and spread > 0:
-        return min(level, spread)
-    return spread or abs(level) or 1.0
+    return trend(x, y, scale=curve_scale(b, y))
 
 
 def _last_accuracy(run: Run, key: str) -> float | None:
@@ -118,14 +105,21 @@ def assess_regime(run: Run) -> RegimeVerdict:
     if v_trend is not None and vb is not None and val is not None:
         best = int(np.argmin(vb.y))
         best_step, best_epoch = locate(val, int(vb.index[best]))
+        problem = _data_problem(tb, vb, v_trend, evidence)
+        if problem:
+            step, epoch = locate(train, int(tb.index[0]))
+            return RegimeVerdict(
+                "data-problem",
+                make_finding("data-problem", step=step, epoch=epoch, evidence=evidence),
+                evidence,
+            )
         gap_growth, gap_end = _gap_change(tb, vb, best)
         evidence["gap_growth_since_best"] = round(gap_growth, 6)
         # Overfitting needs training to be doing better than validation: still
         # falling, or below the validation loss. A training loss that never moved
         # while validation worsens is a model that is not learning at all.
-        train_learning = t_trend.direction == "falling" or (
-            gap_end > 0 and _fell(tb)
-        )
+        clear_gap = gap_end > max(3.0 * v_trend.noise, 0.05 * abs(float(vb.y[best])))
+        train_learning = t_trend.direction == "falling" or (clear_gap and _fell(tb))
         if v_trend.direction == "rising" and train_learning:
             overfit = True
         elif v_trend.direction == "flat" and t_trend.direction == "falling":
@@ -148,19 +142,6 @@ def assess_regime(run: Run) -> RegimeVerdict:
                 ),
                 evidence,
             )
-        whole_train = trend(tb.x, tb.y, scale=_scale(tb, tb.y))
-        if (
-            t_trend.direction == "flat"
-            and whole_train.direction != "falling"
-            and v_trend.direction == "falling"
-        ):
-            evidence["train_whole_run_trend"] = whole_train.direction
-            step, epoch = locate(train, int(tb.index[0]))
-            return RegimeVerdict(
-                "data-problem",
-                make_finding("data-problem", step=step, epoch=epoch, evidence=evidence),
-                evidence,
-            )
         if t_trend.direction == "falling" or v_trend.direction == "falling":
             return RegimeVerdict("still-learning", evidence=evidence)
     elif t_trend.direction == "falling":
@@ -176,6 +157,34 @@ def assess_regime(run: Run) -> RegimeVerdict:
         make_finding("plateau", step=step, epoch=epoch, evidence=evidence),
         evidence,
     )
+
+
+# data-problem: training moved less than this share of its level over the whole run,
+# while validation fell at least DATA_PROBLEM_RATIO times as much (and significantly).
+DATA_PROBLEM_TRAIN_MOVE = 0.03
+DATA_PROBLEM_RATIO = 3.0
+
+
+def _data_problem(
+    tb: Binned, vb: Binned, v_late: Trend, evidence: dict[str, float | int | str]
+) -> bool:
+    """Validation improved over the whole run while training did not: a critical
+    claim, so it is judged on whole-run trends measured against each curve's level."""
+    if v_late.direction == "rising" or tb.y[0] <= 0 or vb.y[0] <= 0:
+        return False
+    whole_train = trend(tb.x, tb.y)
+    whole_val = trend(vb.x, vb.y)
+    train_fall = -whole_train.change / abs(whole_train.start)
+    val_fall = -whole_val.change / abs(whole_val.start)
+    if (
+        whole_val.direction == "falling"
+        and train_fall < DATA_PROBLEM_TRAIN_MOVE
+        and val_fall >= DATA_PROBLEM_RATIO * max(train_fall, 0.01)
+    ):
+        evidence["train_whole_run_fall"] = round(train_fall, 4)
+        evidence["val_whole_run_fall"] = round(val_fall, 4)
+        return True
+    return False
 
 
 def _gap_change(tb: Binned, vb: Binned, best: int) -> tuple[float, float]:

@@ -51,10 +51,9 @@ def _is_event_name(name: str) -> bool:
 
 def _sniff(path: Path) -> str | None:
     """'tensorboard', 'history', 'table', 'jsonl' or None for a file of another kind."""
+    from lossdoctor.sources.history import looks_like_history_json
     from lossdoctor.sources.tabular import looks_like_jsonl, looks_like_table
     from lossdoctor.sources.tensorboard import looks_like_event_file
-
-    from lossdoctor.sources.history import looks_like_history_json
 
     head = _head(path)
     if looks_like_event_file(head):

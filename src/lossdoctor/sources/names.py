@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-from lossdoctor.run import LR, TRAIN_ACC, TRAIN_LOSS, VAL_ACC, VAL_LOSS, Series
+from lossdoctor.run import LR, TRAIN_ACC, TRAIN_LOSS, TRAIN_LOSS_STEP, VAL_ACC, VAL_LOSS, Series
 
 _SPLIT = re.compile(r"[/\\\-\s.:]+")
 
@@ -124,6 +124,10 @@ def assign_roles(
             rank = rank * 2 + (1 if step_level else 0)
         roles.setdefault(role, []).append((rank, name))
     chosen = {role: min(cands)[1] for role, cands in roles.items()}
+    # Keep the per-step training loss too when the epoch-level one won.
+    steps = [c for c in roles.get(TRAIN_LOSS, []) if c[0] % 2 == 1]
+    if steps and chosen.get(TRAIN_LOSS) not in {name for _, name in steps} and train_loss is None:
+        chosen[TRAIN_LOSS_STEP] = min(steps)[1]
     for role, override in ((TRAIN_LOSS, train_loss), (VAL_LOSS, val_loss)):
         if override is not None:
             chosen[role] = override
