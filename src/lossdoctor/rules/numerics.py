@@ -57,13 +57,22 @@ def _train_or_val(run: Run, dense: bool = False) -> list[tuple[str, Series]]:
 
 def nan_loss(run: Run) -> list[Finding]:
     """The first step at which a loss became NaN or infinite."""
-    findings = []
+    findings: list[Finding] = []
     for key, series in _train_or_val(run, dense=True):
         bad = np.flatnonzero(~np.isfinite(series.values))
         if bad.size == 0:
             continue
         first = int(bad[0])
         step, epoch = locate(series, first)
+        if findings:
+            # Validation went bad too: one finding, the other place in its evidence.
+            where = step if step is not None else epoch
+            findings[0] = replace(
+                findings[0],
+                evidence={**findings[0].evidence, "val_first_bad_at": where if where is not None
+                          else "start"},
+            )
+            continue
         before = series.values[:first]
         finite_before = before[np.isfinite(before)]
         value = float(series.values[first])

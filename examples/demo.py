@@ -1,0 +1,70 @@
+"""lossdoctor demo: train three small runs in Keras and in PyTorch, then diagnose them.
+
+    python examples/demo.py [--out DIR]
+
+Trains a healthy, an overfitting and a diverging model on scikit-learn's digits with
+each framework (a few seconds each), writing ordinary TensorBoard and CSV logs into
+DIR (default ./demo-output), then runs ``lossdoctor diagnose DIR`` on them.
+
+Exit status: 0 once training worked, whatever lossdoctor found (critical findings are
+the point of the demo); non-zero only if training itself failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+# Run as a script (`python examples/demo.py`) or imported as `examples.demo`.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from digits_scenarios import run_keras_scenario, run_torch_scenario
+
+DEMO_SCENARIOS = ("healthy", "overfitting", "diverging")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Train small runs and diagnose them.")
+    parser.add_argument(
+        "--out", type=Path, default=Path("demo-output"), help="where runs are written"
+    )
+    args = parser.parse_args(argv)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+
+    trainers: list[tuple[str, Callable[[str, Path], Path]]] = [
+        ("keras", run_keras_scenario),
+        ("torch", run_torch_scenario),
+    ]
+    started = time.perf_counter()
+    for framework, train in trainers:
+        for name in DEMO_SCENARIOS:
+            run_dir = out / f"{framework}-{name}"
+            print(f"training {framework:5s} {name:11s} -> {run_dir} ...", end=" ", flush=True)
+            t0 = time.perf_counter()
+            try:
+                train(name, run_dir)
+            except Exception:
+                print("failed")
+                traceback.print_exc()
+                return 3
+            print(f"{time.perf_counter() - t0:.1f}s", flush=True)
+    print(
+        f"trained {len(trainers) * len(DEMO_SCENARIOS)} runs in "
+        f"{time.perf_counter() - started:.0f}s\n"
+    )
+
+    cmd = [sys.executable, "-m", "lossdoctor", "diagnose", str(out)]
+    print("$ lossdoctor diagnose", out, flush=True)
+    result = subprocess.run(cmd, check=False)
+    if result.returncode not in (0, 1):
+        print(f"(lossdoctor exited with status {result.returncode})", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,115 @@
+"""Every regime and numeric signature on logs written by real Keras and PyTorch
+training (scikit-learn's digits, faults injected): each must fire where the fault
+is and stay quiet on the healthy runs and on the other faults."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import pytest
+
+from lossdoctor.diagnosis import Diagnosis, diagnose
+from lossdoctor.findings import CATALOG, Severity
+from lossdoctor.sources import load
+
+# scenario -> (regimes accepted, codes that must be found, other codes accepted)
+EXPECTED: dict[str, tuple[set[str], set[str], set[str]]] = {
+    "healthy": ({"still-learning", "converged"}, set(), set()),
+    "overfitting": ({"overfitting"}, {"overfitting", "generalization-gap"}, set()),
+    "diverging": ({"diverging"}, {"diverging"}, {"lr-too-high", "nan-loss"}),
+    "nan": ({"diverging"}, {"nan-loss"}, {"diverging", "lr-too-high"}),
+    "lr-too-low": ({"still-learning"}, {"lr-too-low"}, set()),
+    "lr-too-high": ({"still-learning", "plateau"}, {"lr-too-high"}, set()),
+    "plateau": ({"plateau"}, {"plateau"}, set()),
+    "data-problem": ({"data-problem"}, {"data-problem"}, set()),
+    "constant": ({"plateau"}, {"constant-loss"}, set()),
+    "softmax-overflow": ({"plateau"}, {"softmax-overflow"}, set()),
+    "loss-spike": ({"still-learning", "converged"}, {"loss-spike"}, set()),
+}
+CURVE_AND_NUMERIC_CODES = {
+    code for code, entry in CATALOG.items() if entry.family in ("curves", "numerics")
+}
+
+
+def sources_of(run_dir: Path) -> dict[str, Path]:
+    """The two logs each scenario writes: TensorBoard events and a CSV file."""
+    csv_file = next(p for p in (run_dir / "training.csv", run_dir / "metrics.csv") if p.exists())
+    return {"tensorboard": run_dir / "tb", "csv": csv_file}
+
+
+def diagnosed(path: Path) -> Diagnosis:
+    [loaded] = load(path)
+    assert loaded.error is None, loaded.error
+    assert loaded.run is not None
+    return diagnose(loaded.run)
+
+
+def check(d: Diagnosis, scenario: str) -> None:
+    regimes, required, accepted = EXPECTED[scenario]
+    codes = {f.code for f in d.findings if f.severity.rank >= Severity.WARNING.rank}
+    assert d.regime in regimes, (d.regime, d.codes())
+    assert required <= codes, (required - codes, d.codes())
+    unexpected = (codes & CURVE_AND_NUMERIC_CODES) - required - accepted
+    assert not unexpected, (unexpected, [(f.code, f.title) for f in d.findings])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("source", ["tensorboard", "csv"])
+@pytest.mark.parametrize("scenario", sorted(EXPECTED.keys() - {"loss-spike"}))
+def test_keras_scenario(keras_runs: dict[str, Path], scenario: str, source: str):
+    check(diagnosed(sources_of(keras_runs[scenario])[source]), scenario)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("source", ["tensorboard", "csv"])
+@pytest.mark.parametrize("scenario", sorted(EXPECTED))
+def test_torch_scenario(torch_runs: dict[str, Path], scenario: str, source: str):
+    check(diagnosed(sources_of(torch_runs[scenario])[source]), scenario)
+
+
+def _first_nan_epoch_in_csv(path: Path, column: str) -> int:
+    with path.open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            if row.get(column) and math.isnan(float(row[column])):
+                return int(row["epoch"])
+    raise AssertionError(f"no NaN in {column} of {path}")
+
+
+@pytest.mark.slow
+def test_nan_loss_points_at_the_first_nan_epoch_keras(keras_runs: dict[str, Path]):
+    path = keras_runs["nan"] / "training.csv"
+    finding = next(f for f in diagnosed(path).findings if f.code == "nan-loss")
+    assert finding.epoch == _first_nan_epoch_in_csv(path, "loss")
+
+
+@pytest.mark.slow
+def test_nan_loss_points_at_the_first_nan_step_torch(torch_runs: dict[str, Path]):
+    # Checked against TensorBoard's own reader, not ours.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tb_dir = torch_runs["nan"] / "tb"
+    acc = EventAccumulator(str(tb_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    tag = next(t for t in acc.Tags()["scalars"] if "loss" in t.lower() and "val" not in t)
+    first_bad = next(e.step for e in acc.Scalars(tag) if not math.isfinite(e.value))
+    finding = next(f for f in diagnosed(tb_dir).findings if f.code == "nan-loss")
+    assert finding.step == first_bad
+
+
+@pytest.mark.slow
+def test_softmax_overflow_constants(keras_runs: dict[str, Path], torch_runs: dict[str, Path]):
+    for runs, constant in ((torch_runs, 87.3365), (keras_runs, 16.1181)):
+        d = diagnosed(sources_of(runs["softmax-overflow"])["csv"])
+        finding = next(f for f in d.findings if f.code == "softmax-overflow")
+        assert finding.evidence["saturation_constant"] == pytest.approx(constant, abs=1e-3)
+        assert 0.0 < float(finding.evidence["saturated_fraction"]) <= 1.0
+
+
+@pytest.mark.slow
+def test_uniform_output_is_ln_10(torch_runs: dict[str, Path], keras_runs: dict[str, Path]):
+    for runs in (torch_runs, keras_runs):
+        d = diagnosed(sources_of(runs["constant"])["csv"])
+        finding = next(f for f in d.findings if f.code == "constant-loss")
+        assert finding.evidence["classes"] == 10
