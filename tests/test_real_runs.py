@@ -113,3 +113,15 @@ def test_uniform_output_is_ln_10(torch_runs: dict[str, Path], keras_runs: dict[s
         d = diagnosed(sources_of(runs["constant"])["csv"])
         finding = next(f for f in d.findings if f.code == "constant-loss")
         assert finding.evidence["classes"] == 10
+
+
+@pytest.mark.slow
+def test_loss_spike_points_at_the_corrupted_batch(torch_runs: dict[str, Path]):
+    import digits_scenarios as scenarios
+
+    spike_step = scenarios._COMMON["loss-spike"].spike_step
+    for source in ("tensorboard", "csv"):
+        d = diagnosed(sources_of(torch_runs["loss-spike"])[source])
+        finding = next(f for f in d.findings if f.code == "loss-spike")
+        assert finding.step == spike_step
+        assert finding.evidence["spikes"] == 1

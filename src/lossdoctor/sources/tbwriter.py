@@ -1,0 +1,158 @@
+"""Write TensorBoard event files in pure Python (scalars as `simple_value`).
+
+Records are encoded as they come and framed in batches: the data CRCs of a batch
+are computed together with numpy (`crc32c_many`), which keeps a million scalars
+to a couple of seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import time
+from itertools import count
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO
+
+import numpy as np
+
+from lossdoctor.sources.crc32c import crc32c_many, mask_array, masked_crc32c
+
+FILE_VERSION = b"brain.Event:2"
+_F64 = struct.Struct("<d")
+_F32 = struct.Struct("<f")
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+_FLT_MAX = 3.4028234663852886e38
+_counter = count()
+
+
+def _varint(value: int) -> bytes:
+    value &= 0xFFFFFFFFFFFFFFFF  # negative int64: ten bytes, two's complement
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _float32(value: float) -> bytes:
+    try:
+        return _F32.pack(value)
+    except OverflowError:  # finite but beyond float32: what a float32 cast gives
+        return _F32.pack(float("inf") if value > 0 else float("-inf"))
+
+
+def _len_field(key: int, payload: bytes) -> bytes:
+    return bytes((key,)) + _varint(len(payload)) + payload
+
+
+def encode_scalar_event(tag: str, value: float, step: int, wall_time: float) -> bytes:
+    """Event{wall_time, step, summary{value{tag, simple_value}}} as protobuf bytes.
+
+    A zero step is left out, as proto3 serializers do.
+    """
+    head = b"\x09" + _F64.pack(wall_time)
+    if step:
+        head += b"\x10" + _varint(step)
+    value_msg = _len_field(0x0A, tag.encode("utf-8")) + b"\x15" + _float32(value)
+    return head + _len_field(0x2A, _len_field(0x0A, value_msg))
+
+
+def encode_file_version_event(wall_time: float) -> bytes:
+    return b"\x09" + _F64.pack(wall_time) + _len_field(0x1A, FILE_VERSION)
+
+
+def frame_records(records: list[bytes]) -> bytes:
+    """TFRecord framing of `records`: length, masked length CRC, data, masked data CRC."""
+    if not records:
+        return b""
+    body = b"".join(records)
+    lengths = np.fromiter((len(r) for r in records), dtype=np.int64, count=len(records))
+    starts = np.zeros(len(records), dtype=np.int64)
+    np.cumsum(lengths[:-1], out=starts[1:])
+    data_crcs = mask_array(crc32c_many(np.frombuffer(body, dtype=np.uint8), starts, lengths))
+    length_crc: dict[int, bytes] = {}
+    out = bytearray()
+    for record, crc in zip(records, data_crcs.tolist(), strict=True):
+        n = len(record)
+        header = length_crc.get(n)
+        if header is None:
+            packed = _U64.pack(n)
+            header = length_crc[n] = packed + _U32.pack(masked_crc32c(packed))
+        out += header
+        out += record
+        out += _U32.pack(crc)
+    return bytes(out)
+
+
+class EventFileWriter:
+    """Scalars into a new `events.out.tfevents.<time>.<host>.<pid>` file.
+
+    Records are buffered; they reach the disk on `flush()`, on `close()`, and every
+    `max_queue` records. A file is never overwritten: a name already taken gets a
+    counter.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], filename_suffix: str = "",
+                 *, max_queue: int = 1000) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        now = time.time()
+        base = f"events.out.tfevents.{int(now):010d}.{socket.gethostname()}.{os.getpid()}"
+        self._file: BinaryIO
+        name = base + filename_suffix
+        while True:
+            try:
+                self._file = (self.directory / name).open("xb")
+                break
+            except FileExistsError:
+                name = f"{base}.{next(_counter)}{filename_suffix}"
+        self.path = self.directory / name
+        self.max_queue = max(1, max_queue)
+        self._pending: list[bytes] = [encode_file_version_event(now)]
+        self._closed = False
+        self.flush()
+
+    def add_scalar(self, tag: str, value: float, step: int,
+                   wall_time: float | None = None) -> None:
+        if self._closed:
+            raise ValueError(f"{self.path}: the writer is closed")
+        wall = time.time() if wall_time is None else float(wall_time)
+        self._pending.append(encode_scalar_event(tag, float(value), int(step), wall))
+        if len(self._pending) >= self.max_queue:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._closed:
+            return
+        if self._pending:
+            self._file.write(frame_records(self._pending))
+            self._pending = []
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self.flush()
+        self._file.close()
+        self._closed = True
+
+    def __enter__(self) -> EventFileWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+__all__ = [
+    "FILE_VERSION",
+    "EventFileWriter",
+    "encode_file_version_event",
+    "encode_scalar_event",
+    "frame_records",
+]
