@@ -48,7 +48,7 @@ def test_overrides_win_and_unknown_override_names_the_series():
     raw = {"total": s, "loss": s, "dev_total": s}
     out = canonicalize(raw, train_loss="total", val_loss="dev_total")
     assert out[TRAIN_LOSS] is s and set(out) == {TRAIN_LOSS, VAL_LOSS, "extra/loss"}
-    with pytest.raises(KeyError, match="nope.*dev_total"):
+    with pytest.raises(KeyError, match=r"nope.*dev_total"):
         canonicalize(raw, train_loss="nope")
 
 

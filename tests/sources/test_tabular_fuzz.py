@@ -20,6 +20,7 @@ FUZZ = settings(
     deadline=timedelta(milliseconds=800),
     suppress_health_check=[HealthCheck.too_slow],
     derandomize=True,  # the same examples on every run: CI stays deterministic
+    database=None,  # no replay of examples saved by earlier local runs
 )
 
 _counter = itertools.count()

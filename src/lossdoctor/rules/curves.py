@@ -51,7 +51,13 @@ def lr_too_high(run: Run) -> list[Finding]:
     late_y = b.y[late]
     late_level = float(np.median(late_y))
     low = float(b.y[best])
-    if best < n - 2 and late_level > low + 0.5 * (start - low) and late_level > 1.5 * low:
+    fell_first = best > 0 and low < 0.9 * start
+    if (
+        fell_first
+        and best < n - 2
+        and late_level > low + 0.5 * (start - low)
+        and late_level > 1.5 * low
+    ):
         step, epoch = locate(train, int(b.index[best]))
         return [
             make_finding(

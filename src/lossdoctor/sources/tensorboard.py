@@ -30,6 +30,7 @@ from lossdoctor.errors import InputError
 from lossdoctor.run import Run, Series
 from lossdoctor.sources import protowire as pw
 from lossdoctor.sources.crc32c import crc32c_many, crc32c_rows, mask_array, masked_crc32c
+from lossdoctor.sources.epochs import attach_epochs
 from lossdoctor.sources.names import canonicalize
 
 # Keras writes one run folder per split; their tags get the folder as a prefix.
@@ -745,7 +746,7 @@ def read_tensorboard_run(path: str | Path, *, verify: bool = False,
         for tag, chunks in parts.items()
     }
     try:
-        series = canonicalize(raw, train_loss=train_loss, val_loss=val_loss)
+        series = canonicalize(attach_epochs(raw), train_loss=train_loss, val_loss=val_loss)
     except KeyError as exc:
         raise InputError(str(p), str(exc.args[0])) from exc
     return Run(
