@@ -534,3 +534,15 @@ def test_wild_logs() -> None:
     assert first_last("w08") == (1687002880.0, 260379344.0)
     assert runs["w08"][0].series[VAL_LOSS].steps[0] == 683
     assert "extra/train_mean_squared_error" in runs["w08"][0].series
+
+
+def test_an_unusable_step_column_does_not_let_steps_go_backwards(tmp_path):
+    # Found by the fuzz test: the step column held only an out-of-range number, so
+    # runs were cut on it while the steps came from the epoch column (0, -1, -1).
+    path = tmp_path / "odd.csv"
+    path.write_text(
+        "acc,step,epoch\n0.5,,0\n0.6,9007199254740992.0,-1\n0.7,,-1\n", encoding="utf-8"
+    )
+    for run in read_table_file(path):
+        for series in run.series.values():
+            assert (np.diff(series.steps) >= 0).all()

@@ -154,8 +154,9 @@ def curve_scale(b: Binned, window_values: np.ndarray) -> float:
     regularization term, a multi-head total) makes the level large; the level when
     the curve fell a long way. Losses that cross zero use the range alone."""
     level = float(np.median(window_values[: max(1, window_values.size // 3)]))
-    lo, hi = np.percentile(b.y, [5, 95])
-    spread = float(hi - lo)
+    # The distance the curve covered, with isolated one-point spikes smoothed away.
+    smooth = rolling_median(b.y, 3) if b.y.size >= 3 else b.y
+    spread = float(np.max(smooth) - np.min(smooth)) if smooth.size else 0.0
     if level > 0 and spread > 0:
         return min(level, spread)
     return spread or abs(level) or 1.0

@@ -832,6 +832,13 @@ def _build_runs(
 
     epoch = _index_values(by_kind.get("epoch"))
     step = _index_values(by_kind.get("step"))
+    # An index column with no usable number (all empty, or past 2**53) is no index:
+    # cutting runs on it while the segments fall back to another would let steps
+    # go backwards inside a run.
+    if step is not None and np.isnan(step).all():
+        step = None
+    if epoch is not None and np.isnan(epoch).all():
+        epoch = None
     if table.fmt is not None:
         fmt = table.fmt
     elif step is not None and (epoch is not None or table.has_empty_cells):
