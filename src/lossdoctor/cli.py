@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Sequence
 
 from lossdoctor import __version__
+from lossdoctor.commands import COMMANDS
 from lossdoctor.diagnosis import Diagnosis, diagnose
 from lossdoctor.errors import InputError
 from lossdoctor.findings import Severity
@@ -78,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="explanations and fixes for every run (default: when <= 5 runs)")
     d.add_argument("--color", choices=("auto", "always", "never"), default="auto",
                    help="colour in text output (default: auto; NO_COLOR is honoured)")
+    d.set_defaults(handler=run_diagnose)
+    for module in COMMANDS:
+        importlib.import_module(module).register(sub)
     return parser
 
 
@@ -137,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_BAD_INPUT
     try:
-        return run_diagnose(args)
+        return int(args.handler(args))
     except KeyboardInterrupt:
         sys.stderr.write("lossdoctor: interrupted\n")
         return 130
