@@ -124,3 +124,16 @@ def test_bad_run_in_a_folder_does_not_hide_the_others(tmp_path: Path):
 def test_usage_error_exits_two():
     out = cli("diagnose")
     assert out.returncode == 2 and "Traceback" not in out.stderr
+
+
+def test_text_report_fits_80_columns_and_reads_without_colour(tmp_path: Path, capsys):
+    long_name = "a-rather-long-experiment-name-with-many-hyperparameters-lr0.1-bs32-wd1e-4"
+    path = write(tmp_path, f"{long_name}.csv", NAN_CSV)
+    write(tmp_path, "healthy.csv", HEALTHY_CSV)
+    main(["diagnose", str(tmp_path), "--details", "--color", "never"])
+    out = capsys.readouterr().out
+    assert "\033[" not in out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert "[CRITICAL] nan-loss" in out  # severity is in words, not only in colour
+    assert out.index("nan-loss") < out.index("healthy.csv  (")  # worst first
+    assert path.exists()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 from types import TracebackType
 from typing import TextIO
 
@@ -68,6 +67,3 @@ class Progress:
             self._stream.write("\r\033[K")
             self._stream.flush()
 
-
-def elapsed_since(start: float) -> float:
-    return time.perf_counter() - start

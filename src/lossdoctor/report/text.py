@@ -105,10 +105,21 @@ def render_finding(f: Finding, style: Style) -> list[str]:
     return lines
 
 
+def _fit(text: str, width: int) -> str:
+    """Shorten from the left: the end of a run name is what tells runs apart."""
+    return text if len(text) <= width else "..." + text[-(width - 3) :]
+
+
 def render_run(d: Diagnosis, style: Style) -> list[str]:
     regime = REGIME_WORDS.get(d.regime, d.regime)
+    info = f"  ({d.run.format}; {_points(d)})"
+    name = _fit(d.run.name, max(20, WIDTH - len(info)))
+    if len(name) + len(info) > WIDTH:
+        header = [style.bold(name), style.dim("  " + info.strip())]
+    else:
+        header = [style.bold(name) + style.dim(info)]
     lines = [
-        style.bold(d.run.name) + style.dim(f"  ({d.run.format}; {_points(d)})"),
+        *header,
         "  regime: " + style.severity(d.worst if d.findings else None, regime),
     ]
     for warning in d.run.warnings:
@@ -129,7 +140,7 @@ def render_table(diagnoses: Sequence[Diagnosis], style: Style) -> list[str]:
     name_w = min(36, max(4, *(len(d.run.name) for d in rows)))
     lines = [style.bold(f"{'run':<{name_w}}  {'regime':<14}  worst finding")]
     for d in rows:
-        name = d.run.name if len(d.run.name) <= name_w else "..." + d.run.name[-(name_w - 3):]
+        name = _fit(d.run.name, name_w)
         worst = d.findings[0] if d.findings else None
         cell = f"[{LABEL[worst.severity]}] {worst.code}" if worst else "-"
         more = f" +{len(d.findings) - 1}" if len(d.findings) > 1 else ""

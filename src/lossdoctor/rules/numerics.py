@@ -55,6 +55,9 @@ def _train_or_val(run: Run, dense: bool = False) -> list[tuple[str, Series]]:
     return out
 
 
+_BAD_WORDS = {"nan": "NaN", "inf": "+inf", "-inf": "-inf"}
+
+
 def nan_loss(run: Run) -> list[Finding]:
     """The first step at which a loss became NaN or infinite."""
     findings: list[Finding] = []
@@ -94,7 +97,12 @@ def nan_loss(run: Run) -> list[Finding]:
                 epoch=epoch,
                 evidence=evidence,
                 title=f"The {'training' if key == TRAIN_LOSS else 'validation'} loss became "
-                f"{evidence['first_bad_value']}",
+                f"{_BAD_WORDS[str(evidence['first_bad_value'])]}"
+                + (
+                    f" after reaching {float(evidence['last_finite']):.4g}"
+                    if "last_finite" in evidence
+                    else " from the first step"
+                ),
             )
         )
     return findings
@@ -190,11 +198,17 @@ def frozen_loss(run: Run) -> list[Finding]:
                         f"softmax overflow"
                     ),
                     explanation=(
-                        f"{value:.4f} is {constant.source}"
-                        + (f", on {fraction:.0%} of the samples" if partial else "")
-                        + ". The predicted probability of the true class became exactly "
+                        (
+                            f"{value:.4f} is {fraction:.2f} x {constant.value:.4f}, and "
+                            f"{constant.value:.4f} is {constant.source}: about "
+                            f"{fraction:.0%} of the samples sit at that clamp while the "
+                            "rest are predicted exactly right."
+                            if partial
+                            else f"{value:.4f} is {constant.source}."
+                        )
+                        + " The predicted probability of the true class became exactly "
                         "zero, so the loss is pinned at the clamp that keeps log(0) finite; "
-                        "gradients through a saturated softmax vanish, so it stays there. "
+                        "a saturated softmax passes back no gradient, so it stays there. "
                         "The logits overflowed: weights initialized too large, a learning "
                         "rate too high, BatchNorm frozen on data whose statistics differ, "
                         "or abnormal samples or labels."

@@ -167,7 +167,8 @@ def load(path: str | Path, options: Options | None = None) -> list[Loaded]:
                 "or JSON Lines)"
             )
             return [Loaded(source, error=InputError(source, problem))]
-        return _safely(source, lambda: _read_file(root, kind, options), options)
+        # A single file is named as the user gave it: `metrics.csv` alone says little.
+        return _named(_safely(source, lambda: _read_file(root, kind, options), options), source)
     if not root.is_dir():
         return [Loaded(source, error=InputError(source, "not a regular file or directory"))]
     return _load_dir(root, options)
