@@ -7,4 +7,9 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
-.venv/bin/python -m pip install --quiet -e ".[$1]" 2>&1 | grep -v "^WARNING: Location" || true
+# The install log is shown only when the install fails.
+if ! .venv/bin/python -m pip install --quiet -e ".[$1]" >.venv/install.log 2>&1; then
+  grep -v "^WARNING: Location" .venv/install.log >&2
+  echo "installing lossdoctor[$1] failed (log above)" >&2
+  exit 1
+fi
