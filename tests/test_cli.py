@@ -137,3 +137,36 @@ def test_text_report_fits_80_columns_and_reads_without_colour(tmp_path: Path, ca
     assert "[CRITICAL] nan-loss" in out  # severity is in words, not only in colour
     assert out.index("nan-loss") < out.index("healthy.csv  (")  # worst first
     assert path.exists()
+
+
+WILD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wild-logs"
+
+
+@pytest.mark.skipif(not WILD.is_dir(), reason="shared/data/wild-logs is not beside the repo")
+def test_lightning_logs_folder_every_version_is_a_run(tmp_path: Path, capsys):
+    for version, wild in enumerate(["w06.csv", "w07.csv"]):
+        folder = tmp_path / "lightning_logs" / f"version_{version}"
+        folder.mkdir(parents=True)
+        (folder / "metrics.csv").write_bytes((WILD / wild).read_bytes())
+        (folder / "hparams.yaml").write_text("lr: 0.001\nbatch_size: 32\n")
+    assert main(["diagnose", str(tmp_path / "lightning_logs"), "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [r["run"] for r in doc["runs"]] == [
+        "version_0/metrics.csv",
+        "version_1/metrics.csv",
+    ]
+    assert {r["format"] for r in doc["runs"]} == {"lightning-csv"}
+    assert doc["errors"] == []
+
+
+@pytest.mark.skipif(not WILD.is_dir(), reason="shared/data/wild-logs is not beside the repo")
+def test_every_wild_log_is_read_and_diagnosed(capsys):
+    status = main(["diagnose", str(WILD), "--format", "json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert status in (0, 1) and doc["errors"] == []
+    assert len(doc["runs"]) >= 33
+    assert all(r["regime"] in {"still-learning", "converged", "overfitting", "data-problem",
+                               "plateau", "diverging", "unknown"} for r in doc["runs"])
+    by_name = {r["run"]: r for r in doc["runs"]}
+    # Validation loss climbs from 2.31 to 4.63 while training falls (read off the file).
+    assert by_name["w16.csv"]["regime"] == "overfitting"
