@@ -13,6 +13,7 @@ the point of the demo); non-zero only if training itself failed.
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import time
@@ -44,6 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for framework, train in trainers:
         for name in DEMO_SCENARIOS:
             run_dir = out / f"{framework}-{name}"
+            # A second demo run starts clean: old event files in the same folder
+            # would read as one run restarted (the folder is the demo's own output).
+            if run_dir.exists():
+                shutil.rmtree(run_dir)
             print(f"training {framework:5s} {name:11s} -> {run_dir} ...", end=" ", flush=True)
             t0 = time.perf_counter()
             try:
@@ -58,11 +63,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{time.perf_counter() - started:.0f}s\n"
     )
 
-    cmd = [sys.executable, "-m", "lossdoctor", "diagnose", str(out)]
-    print("$ lossdoctor diagnose", out, flush=True)
-    result = subprocess.run(cmd, check=False)
-    if result.returncode not in (0, 1):
-        print(f"(lossdoctor exited with status {result.returncode})", file=sys.stderr)
+    # The whole folder as a table, then the full story of two of its runs.
+    for target, extra in (
+        (out, []),
+        (out / "torch-overfitting" / "metrics.csv", ["--details"]),
+        (out / "keras-diverging" / "training.csv", ["--details"]),
+    ):
+        print("$ lossdoctor diagnose", target, *extra, flush=True)
+        cmd = [sys.executable, "-m", "lossdoctor", "diagnose", str(target), *extra]
+        result = subprocess.run(cmd, check=False)
+        if result.returncode not in (0, 1):
+            print(f"(lossdoctor exited with status {result.returncode})", file=sys.stderr)
+            return result.returncode
+        print(flush=True)
     return 0
 
 

@@ -113,7 +113,7 @@ def _fit(text: str, width: int) -> str:
 def render_run(d: Diagnosis, style: Style) -> list[str]:
     regime = REGIME_WORDS.get(d.regime, d.regime)
     info = f"  ({d.run.format}; {_points(d)})"
-    name = _fit(d.run.name, max(20, WIDTH - len(info)))
+    name = _fit(d.run.name, WIDTH)
     if len(name) + len(info) > WIDTH:
         header = [style.bold(name), style.dim("  " + info.strip())]
     else:

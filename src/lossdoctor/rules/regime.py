@@ -91,11 +91,13 @@ def assess_regime(run: Run) -> RegimeVerdict:
     if t_trend.direction == "rising":
         start = int(np.argmin(tb.y))
         step, epoch = locate(train, int(tb.index[start]))
+        where = f"epoch {epoch}" if epoch is not None else f"step {step}"
         title = (
-            "Training and validation loss are both rising"
-            if v_trend is not None and v_trend.direction == "rising"
-            else "Training loss is rising"
+            f"Training loss rose from {float(tb.y[start]):.4g} ({where}) "
+            f"to {float(tb.y[-1]):.4g}"
         )
+        if v_trend is not None and vb is not None and v_trend.direction == "rising":
+            title += f"; validation loss rose to {float(vb.y[-1]):.4g}"
         return RegimeVerdict(
             "diverging",
             make_finding("diverging", step=step, epoch=epoch, evidence=evidence, title=title),
