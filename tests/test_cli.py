@@ -170,3 +170,18 @@ def test_every_wild_log_is_read_and_diagnosed(capsys):
     by_name = {r["run"]: r for r in doc["runs"]}
     # Validation loss climbs from 2.31 to 4.63 while training falls (read off the file).
     assert by_name["w16.csv"]["regime"] == "overfitting"
+
+
+def test_verify_catches_a_flipped_data_byte(tmp_path: Path):
+    from lossdoctor.sources.tbwriter import EventFileWriter
+
+    with EventFileWriter(tmp_path) as writer:
+        for step in range(50):
+            writer.add_scalar("train/loss", 2.0 / (step + 1), step)
+        path = Path(writer.path)
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0x01  # inside the last record's payload: framing stays intact
+    path.write_bytes(bytes(data))
+    assert cli("diagnose", str(path)).returncode in (0, 1)  # read as it is
+    out = cli("diagnose", str(path), "--verify")
+    assert out.returncode == 2 and "CRC" in out.stderr.upper() and str(path) in out.stderr
