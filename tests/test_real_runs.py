@@ -5,6 +5,7 @@ is and stay quiet on the healthy runs and on the other faults."""
 from __future__ import annotations
 
 import csv
+import json
 import math
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 
 from lossdoctor.diagnosis import Diagnosis, diagnose
 from lossdoctor.findings import CATALOG, Severity
+from lossdoctor.report.json import to_json_dict
 from lossdoctor.sources import load
 
 # scenario -> (regimes accepted, codes that must be found, other codes accepted)
@@ -53,6 +55,8 @@ def check(d: Diagnosis, scenario: str) -> None:
     assert required <= codes, (required - codes, d.codes())
     unexpected = (codes & CURVE_AND_NUMERIC_CODES) - required - accepted
     assert not unexpected, (unexpected, [(f.code, f.title) for f in d.findings])
+    # Every finding survives the JSON contract (no numpy scalars, no bare NaN).
+    json.dumps(to_json_dict([d]), allow_nan=False)
 
 
 @pytest.mark.slow
