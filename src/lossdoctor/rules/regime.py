@@ -131,11 +131,22 @@ def assess_regime(run: Run) -> RegimeVerdict:
         if overfit:
             evidence["best_val_at"] = best_epoch if best_epoch is not None else best_step or 0
             val_best, val_now = float(vb.y[best]), float(vb.y[-1])
-            where = f"epoch {best_epoch}" if best_epoch is not None else f"step {best_step}"
-            title = (
-                f"Validation loss was best at {where} ({val_best:.4g}) and is now "
-                f"{val_now:.4g}, while training loss went on to {float(tb.y[-1]):.4g}"
-            )
+            train_now = float(tb.y[-1])
+            if v_trend.direction == "rising":
+                where = f"epoch {best_epoch}" if best_epoch is not None else f"step {best_step}"
+                title = (
+                    f"Validation loss was best at {where} ({val_best:.4g}) and is now "
+                    f"{val_now:.4g}, while training loss went on to {train_now:.4g}"
+                )
+            else:
+                # Flat validation: the story starts where it stopped improving.
+                stalled = _plateau_start(vb, v_trend)
+                best_step, best_epoch = locate(val, int(vb.index[stalled]))
+                where = f"epoch {best_epoch}" if best_epoch is not None else f"step {best_step}"
+                title = (
+                    f"Validation loss has stayed near {v_trend.end:.4g} since {where} while "
+                    f"training loss kept falling, to {train_now:.4g}"
+                )
             return RegimeVerdict(
                 "overfitting",
                 make_finding(
