@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from lossdoctor.findings import Finding
 from lossdoctor.rules.curves import generalization_gap, loss_spike, lr_too_high, lr_too_low
+from lossdoctor.rules.layers import LAYER_RULES
 from lossdoctor.rules.numerics import frozen_loss, nan_loss
 from lossdoctor.rules.regime import RegimeVerdict, assess_regime, regime_rule
 from lossdoctor.run import Run
@@ -22,6 +23,8 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     lr_too_low,
     generalization_gap,
     loss_spike,
+    # Per-layer signals of a live doctor, and its live-only findings (run.json).
+    *LAYER_RULES,
 )
 
 __all__ = [

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from lossdoctor.findings import Finding, make_finding
+from lossdoctor.rules._lr import fixes_with_lr
 from lossdoctor.rules._stats import binned, curve_scale, late_window, mad_sigma, trend
 from lossdoctor.rules._where import locate
 from lossdoctor.run import TRAIN_ACC, TRAIN_LOSS, VAL_ACC, Run
@@ -93,7 +94,9 @@ def lr_too_high(run: Run) -> list[Finding]:
         and bounce >= BOUNCE
     ):
         step, epoch = locate(train, int(b.index[early_end]))
-        return [make_finding("lr-too-high", step=step, epoch=epoch, evidence=evidence)]
+        fixes = fixes_with_lr(run, "lr-too-high", evidence)
+        return [make_finding("lr-too-high", step=step, epoch=epoch, evidence=evidence,
+                             fixes=fixes)]
     return []
 
 

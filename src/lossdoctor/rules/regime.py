@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lossdoctor.findings import Finding, make_finding
+from lossdoctor.rules._lr import fixes_with_lr
 from lossdoctor.rules._stats import Binned, Trend, binned, curve_scale, late_window, trend
 from lossdoctor.rules._where import locate
 from lossdoctor.run import TRAIN_ACC, TRAIN_LOSS, VAL_ACC, VAL_LOSS, Run
@@ -167,7 +168,10 @@ def assess_regime(run: Run) -> RegimeVerdict:
     step, epoch = locate(train, int(tb.index[start]))
     return RegimeVerdict(
         "plateau",
-        make_finding("plateau", step=step, epoch=epoch, evidence=evidence),
+        make_finding(
+            "plateau", step=step, epoch=epoch, evidence=evidence,
+            fixes=fixes_with_lr(run, "plateau", evidence),
+        ),
         evidence,
     )
 

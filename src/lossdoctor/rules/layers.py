@@ -1,0 +1,342 @@
+"""Per-layer rules over the `layer/<name>/<signal>` series a live doctor records, and
+the rule that turns run.json's live-only findings (nan-origin, monitor-error) into
+findings.
+
+Every decision uses the median of several readings, never one noisy step. Thresholds
+(the reference point is the update/weight ratio |lr * grad| / |w| ~ 1e-3 of plain SGD):
+
+- update-ratio-high: the median of 3 consecutive readings, anywhere in the run, above
+  1e-1 (100x the healthy 1e-3). Measured on digits MLPs: healthy Adam(1e-3) ~8e-3,
+  healthy SGD(0.05, momentum 0.9) up to ~4e-2 on the small output layer; SGD(lr=1..3)
+  and Adam(lr=1) 0.3-0.8.
+- update-ratio-low: median of the last 20 readings < 1e-5 (100x below healthy), for a
+  layer that does get gradients.
+- vanishing-gradients: the first weighted layer's gradient norm is more than 100x
+  (two orders of magnitude) below the last one's.
+- exploding-gradients: the first layer's gradient norm is more than 100x above the last
+  one's, or a layer's gradient norm grew more than 1000x from its first readings.
+- dead-units: a ReLU-family layer whose share of units inactive on every sample of a
+  batch has a median above 0.5.
+- saturated-activations: a sigmoid/tanh layer with a median share of saturated outputs
+  (sigmoid < 0.01 or > 0.99, |tanh| > 0.99) above 0.5.
+- poor-initialization: in the first readings, activation std changes more than 100x
+  from the first weighted layer to the last (collapse or explosion with depth), or
+  some layer's std exceeds 1000 (standardized inputs give O(1) activations).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from lossdoctor.findings import CATALOG, Finding, make_finding
+from lossdoctor.rules._where import locate
+from lossdoctor.run import Run, Series
+
+PREFIX = "layer/"
+MIN_READINGS = 3
+WINDOW = 20  # the last readings a "current" value is the median of
+FIRST = 3  # the first readings an "initial" value is the median of
+RATIO_HIGH = 1e-1
+RATIO_LOW = 1e-5
+GRAD_DEPTH_RATIO = 1e2
+GRAD_GROWTH = 1e3
+DEAD_SHARE = 0.5
+SATURATED_SHARE = 0.5
+STD_DEPTH_RATIO = 1e2
+STD_ABSOLUTE = 1e3
+RELU_KINDS = {"relu", "relu6", "elu", "gelu", "selu", "silu"}
+SATURATING_KINDS = {"sigmoid", "tanh", "hardsigmoid", "hardtanh", "softsign"}
+
+
+def layer_signals(run: Run) -> dict[str, dict[str, Series]]:
+    """layer -> signal -> series, layers in depth order (run.json's layer list, then
+    the order the series appear in)."""
+    out: dict[str, dict[str, Series]] = {}
+    for name in _meta_layer_names(run):
+        out[name] = {}
+    for key, series in run.series.items():
+        if not key.startswith(PREFIX):
+            continue
+        layer, _, signal = key[len(PREFIX):].rpartition("/")
+        if layer:
+            out.setdefault(layer, {})[signal] = series
+    return {k: v for k, v in out.items() if v}
+
+
+def _meta_layers(run: Run) -> list[Mapping[str, Any]]:
+    layers = run.meta.get("layers")
+    if not isinstance(layers, list):
+        return []
+    return [x for x in layers if isinstance(x, Mapping) and isinstance(x.get("name"), str)]
+
+
+def _meta_layer_names(run: Run) -> list[str]:
+    return [str(x["name"]) for x in _meta_layers(run)]
+
+
+def _kind(run: Run, layer: str) -> str:
+    for x in _meta_layers(run):
+        if x["name"] == layer:
+            return str(x.get("kind", "")).lower()
+    return ""
+
+
+def _finite(series: Series) -> Series:
+    return series.finite()
+
+
+def _tail_median(series: Series) -> tuple[float, int] | None:
+    """(median of the last WINDOW finite readings, index where that window starts)."""
+    f = _finite(series)
+    if len(f) < MIN_READINGS:
+        return None
+    start = max(0, len(f) - WINDOW)
+    return float(np.median(f.values[start:])), start
+
+
+def _head_median(series: Series) -> float | None:
+    f = _finite(series)
+    if len(f) < 1:
+        return None
+    return float(np.median(f.values[:FIRST]))
+
+
+def _where(series: Series, finite_index: int) -> tuple[int | None, int | None]:
+    return locate(_finite(series), finite_index)
+
+
+def _worst(hits: list[tuple[str, float, Series, int]], code: str, *, highest: bool,
+           signal: str, threshold: float, title: str) -> list[Finding]:
+    if not hits:
+        return []
+    layer, value, series, start = (max if highest else min)(hits, key=lambda h: h[1])
+    step, epoch = _where(series, start)
+    evidence: dict[str, float | int | str] = {
+        f"median_{signal}": value,
+        "threshold": threshold,
+        "readings": min(WINDOW, len(_finite(series))),
+        "layers": ", ".join(h[0] for h in hits),
+    }
+    return [make_finding(code, step=step, epoch=epoch, layer=layer, evidence=evidence,
+                         title=title.format(layer=layer, value=value))]
+
+
+def _rolling_max_median(series: Series) -> tuple[float, int] | None:
+    """(largest median of MIN_READINGS consecutive finite readings, where it starts):
+    a sustained high value, not one noisy step, anywhere in the run (a run that blew
+    up has its telling readings before the NaN, not at the end)."""
+    f = _finite(series)
+    n = len(f)
+    if n < MIN_READINGS:
+        return None
+    windows = np.lib.stride_tricks.sliding_window_view(f.values, MIN_READINGS)
+    medians = np.median(windows, axis=1)
+    i = int(np.argmax(medians))
+    return float(medians[i]), i
+
+
+def update_ratio(run: Run) -> list[Finding]:
+    """update-ratio-high / -low: |update| / |weights| per layer, far from ~1e-3."""
+    high: list[tuple[str, float, Series, int]] = []
+    low: list[tuple[str, float, Series, int]] = []
+    for layer, signals in layer_signals(run).items():
+        series = signals.get("update_ratio")
+        if series is None:
+            continue
+        peak = _rolling_max_median(series)
+        if peak is not None and peak[0] > RATIO_HIGH:
+            high.append((layer, peak[0], series, peak[1]))
+            continue
+        tail = _tail_median(series)
+        grads = signals.get("grad_norm")
+        grad_tail = _tail_median(grads) if grads is not None else None
+        # No gradient at all is not a small learning rate (dead units, a detached
+        # graph); other rules say that.
+        if tail is not None and tail[0] < RATIO_LOW and (grad_tail is None or grad_tail[0] > 0):
+            low.append((layer, tail[0], series, tail[1]))
+    return _worst(high, "update-ratio-high", highest=True, signal="update_ratio",
+                  threshold=RATIO_HIGH,
+                  title="Updates of layer {layer} are {value:.2g} of its weights per step "
+                  "(healthy: about 1e-3)") + \
+        _worst(low, "update-ratio-low", highest=False, signal="update_ratio",
+               threshold=RATIO_LOW,
+               title="Updates of layer {layer} are only {value:.2g} of its weights per step "
+               "(healthy: about 1e-3)")
+
+
+def _weighted_layers(run: Run) -> list[tuple[str, dict[str, Series]]]:
+    return [(k, v) for k, v in layer_signals(run).items() if "weight_norm" in v]
+
+
+def gradients(run: Run) -> list[Finding]:
+    """vanishing-gradients / exploding-gradients, from gradient norms across depth and
+    over time."""
+    layers = [(k, v["grad_norm"]) for k, v in _weighted_layers(run) if "grad_norm" in v]
+    findings: list[Finding] = []
+    if len(layers) >= 2:
+        (first, s_first), (last, s_last) = layers[0], layers[-1]
+        a, b = _tail_median(s_first), _tail_median(s_last)
+        # Exactly zero gradients mean no path at all (dead units, a detached graph),
+        # which is not vanishing.
+        if a is not None and b is not None and b[0] > 0 and a[0] > 0:
+            ratio = a[0] / b[0]
+            step, epoch = _where(s_first, a[1])
+            evidence: dict[str, float | int | str] = {
+                "first_layer": first, "last_layer": last, "first_grad_norm": a[0],
+                "last_grad_norm": b[0], "ratio": ratio, "layers": len(layers),
+            }
+            if ratio < 1 / GRAD_DEPTH_RATIO:
+                findings.append(make_finding(
+                    "vanishing-gradients", step=step, epoch=epoch, layer=first,
+                    evidence=evidence,
+                    title=f"Gradients at {first} are {ratio:.1e} of those at {last}"))
+            elif ratio > GRAD_DEPTH_RATIO:
+                findings.append(make_finding(
+                    "exploding-gradients", step=step, epoch=epoch, layer=first,
+                    evidence=evidence,
+                    title=f"Gradients at {first} are {ratio:.1e}x those at {last}"))
+    if not any(f.code == "exploding-gradients" for f in findings):
+        worst: tuple[float, str, Series, int] | None = None
+        for layer, series in layers:
+            f = _finite(series)
+            if len(f) < FIRST + MIN_READINGS:
+                continue
+            head = float(np.median(f.values[:FIRST]))
+            tail = _tail_median(series)
+            if tail is None or head <= 0:
+                continue
+            growth = tail[0] / head
+            if growth > GRAD_GROWTH and (worst is None or growth > worst[0]):
+                worst = (growth, layer, series, tail[1])
+        if worst is not None:
+            growth, layer, series, start = worst
+            step, epoch = _where(series, start)
+            findings.append(make_finding(
+                "exploding-gradients", step=step, epoch=epoch, layer=layer,
+                evidence={"growth": growth, "threshold": GRAD_GROWTH},
+                title=f"Gradient norm of {layer} grew {growth:.1e}x since the start"))
+    return findings
+
+
+def _share_rule(run: Run, signal: str, kinds: set[str], threshold: float, code: str,
+                title: str) -> list[Finding]:
+    hits: list[tuple[str, float, Series, int]] = []
+    for layer, signals in layer_signals(run).items():
+        series = signals.get(signal)
+        kind = _kind(run, layer)
+        if series is None or (kind and kind not in kinds):
+            continue
+        tail = _tail_median(series)
+        if tail is not None and tail[0] > threshold:
+            hits.append((layer, tail[0], series, tail[1]))
+    return _worst(hits, code, highest=True, signal=signal, threshold=threshold, title=title)
+
+
+def dead_units(run: Run) -> list[Finding]:
+    """dead-units: most units of a ReLU-family layer never fire."""
+    return _share_rule(run, "dead_fraction", RELU_KINDS, DEAD_SHARE, "dead-units",
+                       "{value:.0%} of the units of {layer} are never active")
+
+
+def saturated_activations(run: Run) -> list[Finding]:
+    """saturated-activations: most sigmoid/tanh outputs sit at the flat ends."""
+    return _share_rule(run, "saturated_fraction", SATURATING_KINDS, SATURATED_SHARE,
+                       "saturated-activations",
+                       "{value:.0%} of the outputs of {layer} are saturated")
+
+
+def poor_initialization(run: Run) -> list[Finding]:
+    """poor-initialization: activation scale collapses or explodes with depth in the
+    first readings."""
+    stds = []
+    for layer, signals in _weighted_layers(run):
+        s = signals.get("act_std")
+        if s is None:
+            continue
+        head = _head_median(s)
+        if head is not None:
+            stds.append((layer, head, s))
+    if not stds:
+        return []
+    first, last = stds[0], stds[-1]
+    biggest = max(stds, key=lambda x: x[1])
+    ratio = last[1] / first[1] if first[1] > 0 else math.inf
+    evidence: dict[str, float | int | str] = {
+        "first_layer": first[0], "first_act_std": first[1], "last_layer": last[0],
+        "last_act_std": last[1], "depth_ratio": ratio, "largest_act_std": biggest[1],
+        "largest_at": biggest[0],
+    }
+    step, epoch = locate(_finite(first[2]), 0) if len(_finite(first[2])) else (None, None)
+    if len(stds) >= 2 and ratio > STD_DEPTH_RATIO:
+        title = f"Activation std grows {ratio:.1e}x from {first[0]} to {last[0]} at the start"
+        layer = last[0]
+    elif len(stds) >= 2 and ratio < 1 / STD_DEPTH_RATIO:
+        title = f"Activation std shrinks to {ratio:.1e}x from {first[0]} to {last[0]} " \
+                "at the start"
+        layer = last[0]
+    elif biggest[1] > STD_ABSOLUTE:
+        title = f"Activations of {biggest[0]} have std {biggest[1]:.2g} at the start"
+        layer = biggest[0]
+    else:
+        return []
+    return [make_finding("poor-initialization", step=step, epoch=epoch, layer=layer,
+                         evidence=evidence, title=title)]
+
+
+def _evidence(value: object) -> dict[str, float | int | str]:
+    if not isinstance(value, Mapping):
+        return {}
+    out: dict[str, float | int | str] = {}
+    for k, v in value.items():
+        if isinstance(v, bool):
+            out[str(k)] = str(v)
+        elif isinstance(v, int | float | str):
+            out[str(k)] = v
+        else:
+            out[str(k)] = str(v)
+    return out
+
+
+def _opt_int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def finding_from_entry(entry: Mapping[str, Any]) -> Finding:
+    """A finding from one of run.json's `live_findings` entries."""
+    code = str(entry.get("code"))
+    title = entry.get("title")
+    layer = entry.get("layer")
+    return make_finding(code, step=_opt_int(entry.get("step")),
+                        epoch=_opt_int(entry.get("epoch")),
+                        layer=layer if isinstance(layer, str) else None,
+                        evidence=_evidence(entry.get("evidence")),
+                        title=title if isinstance(title, str) else None)
+
+
+def live_findings(run: Run) -> list[Finding]:
+    """The findings only a live monitor could make, as run.json recorded them."""
+    entries = run.meta.get("live_findings")
+    if not isinstance(entries, list):
+        return []
+    return [finding_from_entry(e) for e in entries
+            if isinstance(e, Mapping) and e.get("code") in CATALOG]
+
+
+LAYER_RULES = (update_ratio, gradients, dead_units, saturated_activations,
+               poor_initialization, live_findings)
+
+__all__ = [
+    "LAYER_RULES",
+    "dead_units",
+    "finding_from_entry",
+    "gradients",
+    "layer_signals",
+    "live_findings",
+    "poor_initialization",
+    "saturated_activations",
+    "update_ratio",
+]
