@@ -50,4 +50,6 @@ def fixes_with_lr(run: Run, code: str, evidence: dict[str, float | int | str]) -
             f"The learning rate already decays ({first:.3g} -> {last:.3g}): start lower "
             "(by 3-10x) or decay sooner."
         )
+    if code == "lr-too-high":
+        return [lead, *fixes[1:]]  # the catalog's first fix is the generic "lower it"
     return [lead, *fixes]

@@ -80,7 +80,7 @@ def lr_too_high(run: Run) -> list[Finding]:
     # healthy run does not bounce; swings from epoch to epoch do.
     bounce = late_trend.noise / late_level
     stuck = late_level / start
-    evidence = {
+    evidence: dict[str, float | int | str] = {
         "start_loss": round(start, 6),
         "late_loss": round(late_level, 6),
         "late_over_start": round(stuck, 3),
