@@ -185,3 +185,23 @@ def test_verify_catches_a_flipped_data_byte(tmp_path: Path):
     assert cli("diagnose", str(path)).returncode in (0, 1)  # read as it is
     out = cli("diagnose", str(path), "--verify")
     assert out.returncode == 2 and "CRC" in out.stderr.upper() and str(path) in out.stderr
+
+
+def test_a_reader_bug_costs_one_run_not_the_report(tmp_path: Path, monkeypatch, capsys):
+    import lossdoctor.sources.tabular as tabular
+
+    write(tmp_path, "a.csv", HEALTHY_CSV)
+    write(tmp_path, "b.csv", HEALTHY_CSV)
+    real = tabular.read_table_file
+
+    def flaky(path, **kwargs):
+        if Path(path).name == "b.csv":
+            raise IndexError("simulated reader bug")
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(tabular, "read_table_file", flaky)
+    assert main(["diagnose", str(tmp_path), "--format", "json"]) == 2
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)
+    assert [r["run"] for r in doc["runs"]] == ["a.csv"]
+    assert "simulated reader bug" in captured.err and "Traceback" not in captured.err

@@ -148,6 +148,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except Exception as exc:  # never a traceback: one line that can be reported
+        sys.stderr.write(
+            f"lossdoctor: internal error ({type(exc).__name__}: {exc}); please report it\n"
+        )
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

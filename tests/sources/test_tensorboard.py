@@ -572,3 +572,20 @@ def test_writer_never_overwrites_and_flushes(tmp_path: Path) -> None:
     a.close()  # closing twice is harmless
     with pytest.raises(ValueError, match="closed"):
         a.add_scalar("loss", 1.0, 1)
+
+
+@pytest.mark.parametrize("records", [10, 100, 3000])
+@pytest.mark.parametrize("cut", [1, 7, 20])
+def test_truncated_last_record_after_a_long_regular_stretch(tmp_path, records, cut):
+    # Regression: with many same-sized records the vectorized framing path owned the
+    # last (cut) record, and dropping it crashed instead of giving the prefix.
+    with EventFileWriter(tmp_path) as writer:
+        for step in range(records):
+            writer.add_scalar("train/loss", 1.0 / (step + 1), step)
+        path = Path(writer.path)
+    data = path.read_bytes()
+    path.write_bytes(data[:-cut])
+    result = read_event_file(path)
+    steps = result.scalars["train/loss"].steps
+    assert steps.tolist() == list(range(records - 1))
+    assert any("truncat" in w.lower() for w in result.warnings)

@@ -115,6 +115,17 @@ def _safely(
         return [Loaded(source, error=InputError(source, str(exc.args[0])))]
     except (OSError, UnicodeError, ValueError, MemoryError) as exc:
         return [Loaded(source, error=InputError(source, _describe(exc)))]
+    except Exception as exc:  # a reader bug must cost one run, not the whole report
+        return [
+            Loaded(
+                source,
+                error=InputError(
+                    source,
+                    f"could not be read: lossdoctor failed on it ({type(exc).__name__}: "
+                    f"{exc}); please report this with the file",
+                ),
+            )
+        ]
 
 
 def _describe(exc: BaseException) -> str:

@@ -142,7 +142,11 @@ def _hop(data: bytes) -> tuple[np.ndarray, int]:
         guess = min(guess * 2, 1 << 18) if good == starts.shape[0] else 256
         window = 64
     if pos > len(data):  # the last hop overran the end: that record is not whole
-        pos = offsets.pop()
+        if offsets:
+            pos = offsets.pop()
+        else:  # it came from the vectorized stretch
+            pos = int(chunks[-1][-1])
+            chunks[-1] = chunks[-1][:-1]
     chunks.append(np.frombuffer(offsets, dtype=np.int64))
     return np.concatenate(chunks), pos
 
