@@ -14,6 +14,7 @@ from pathlib import Path
 
 from lossdoctor.errors import InputError
 from lossdoctor.run import TRAIN_LOSS, VAL_LOSS, Run
+from lossdoctor.sources.rundir import is_lossdoctor_run_dir, read_run_dir
 
 # File names worth sniffing when walking a folder (a single file given by the user is
 # always sniffed, whatever its name).
@@ -153,8 +154,11 @@ def _tensorboard_run_dirs(root: Path) -> Iterator[tuple[Path, list[Path]]]:
     """(run folder, log files) for every folder under root, in a stable order.
     Keras' train/validation subfolders belong to their parent's run."""
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         here = Path(dirpath)
+        # A live-doctor run folder is read whole; nothing under it is another run.
+        if is_lossdoctor_run_dir(here):
+            dirnames[:] = []
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         yield here, [here / f for f in sorted(filenames) if not f.startswith(".")]
 
 
@@ -185,6 +189,10 @@ def load(path: str | Path, options: Options | None = None) -> list[Loaded]:
     return _load_dir(root, options)
 
 
+def _read_lossdoctor_dir(folder: Path) -> list[Run]:
+    return [read_run_dir(folder)]
+
+
 def _load_dir(root: Path, options: Options) -> list[Loaded]:
     results: list[Loaded] = []
     claimed: set[Path] = set()  # split subfolders read as part of their parent run
@@ -192,6 +200,12 @@ def _load_dir(root: Path, options: Options) -> list[Loaded]:
         rel = folder.relative_to(root)
         run_name = str(rel) if str(rel) != "." else root.resolve().name
         if folder in claimed:
+            continue
+        if is_lossdoctor_run_dir(folder):
+            # A live-doctor run folder: its event files and run.json are one run.
+            results += _named(
+                _safely(str(folder), partial(_read_lossdoctor_dir, folder), options), run_name
+            )
             continue
         has_events = any(_is_event_name(f.name) for f in files)
         splits = [

@@ -1,0 +1,116 @@
+"""lossdoctor run folders: TensorBoard event files plus a `run.json` (metadata and
+the findings only a live monitor can make, such as where a NaN first appeared).
+
+Per-layer signals are ordinary scalars tagged `layer/<layer>/<signal>`; they keep that
+key in the Run (never `extra/...`) and never compete for the loss/accuracy roles.
+The same `run_from_raw` builds the Run a live monitor reports on, so `doc.report()`
+and `lossdoctor diagnose RUN_DIR` see the same thing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lossdoctor.errors import InputError
+from lossdoctor.run import Run, Series
+from lossdoctor.sources.epochs import attach_epochs
+from lossdoctor.sources.names import canonicalize
+from lossdoctor.sources.tensorboard import looks_like_event_file, read_event_file
+
+RUN_JSON = "run.json"
+MARKER = "lossdoctor_run"  # key whose presence marks our run.json (value: schema version)
+LAYER_PREFIX = "layer/"
+FORMAT = "lossdoctor"
+
+
+def is_lossdoctor_run_dir(path: str | Path) -> bool:
+    """Whether `path` is a folder with a lossdoctor `run.json`."""
+    p = Path(path) / RUN_JSON
+    try:
+        if not p.is_file():
+            return False
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeError, ValueError):
+        return False
+    return isinstance(data, dict) and MARKER in data
+
+
+def run_from_raw(raw: Mapping[str, Series], meta: Mapping[str, Any], *, name: str,
+                 source: str, warnings: list[str] | None = None) -> Run:
+    """A Run from raw scalar series (tag -> Series) and run.json's content."""
+    with_epochs = attach_epochs(raw)
+    layers = {k: v for k, v in with_epochs.items() if k.startswith(LAYER_PREFIX)}
+    others = {k: v for k, v in with_epochs.items() if not k.startswith(LAYER_PREFIX)}
+    series = canonicalize(others) if others else {}
+    series.update(layers)
+    meta_out: dict[str, object] = dict(meta)
+    meta_out["live_findings"] = list(meta.get("live_findings", []) or [])
+    return Run(name=name, source=source, format=FORMAT, series=series, meta=meta_out,
+               warnings=list(warnings or []))
+
+
+def _event_files(folder: Path) -> list[Path]:
+    out = []
+    for p in sorted(folder.iterdir(), key=lambda q: q.name):
+        if not p.is_file():
+            continue
+        if "tfevents" in p.name:
+            out.append(p)
+            continue
+        if p.name == RUN_JSON:
+            continue
+        try:
+            with p.open("rb") as fh:
+                if looks_like_event_file(fh.read(12)):
+                    out.append(p)
+        except OSError:
+            continue
+    return out
+
+
+def read_run_json(path: str | Path) -> dict[str, Any]:
+    p = Path(path) / RUN_JSON
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeError, ValueError) as exc:
+        raise InputError(str(p), f"cannot be read ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(data, dict):
+        raise InputError(str(p), "not a lossdoctor run.json (expected a JSON object)")
+    return data
+
+
+def read_run_dir(path: str | Path) -> Run:
+    """The Run of a lossdoctor run folder: scalars from its event files (joined in
+    file-name order), metadata from run.json, live-only findings in
+    `meta["live_findings"]`. A torn last record (the process was killed) is read past
+    with a warning, like any event file."""
+    folder = Path(path)
+    meta = read_run_json(folder)
+    parts: dict[str, list[Series]] = {}
+    warnings: list[str] = []
+    for f in _event_files(folder):
+        try:
+            events = read_event_file(f)
+        except InputError as exc:
+            warnings.append(str(exc))
+            continue
+        warnings.extend(events.warnings)
+        for tag, part in events.scalars.items():
+            parts.setdefault(tag, []).append(part)
+    raw = {
+        tag: chunks[0] if len(chunks) == 1 else Series(
+            np.concatenate([c.steps for c in chunks]),
+            np.concatenate([c.values for c in chunks]),
+        )
+        for tag, chunks in parts.items()
+    }
+    return run_from_raw(raw, meta, name=folder.resolve().name or str(folder),
+                        source=str(folder), warnings=warnings)
+
+
+__all__ = ["RUN_JSON", "is_lossdoctor_run_dir", "read_run_dir", "read_run_json", "run_from_raw"]

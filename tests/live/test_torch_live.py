@@ -1,0 +1,180 @@
+"""The PyTorch live doctor on real training: each layer fault is found, its healthy
+twins stay quiet, monitoring survives its own failures and a kill -9."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("sklearn")
+
+from tests.live import digits_torch as dt  # noqa: E402
+
+from lossdoctor.diagnosis import diagnose  # noqa: E402
+from lossdoctor.findings import CATALOG  # noqa: E402
+from lossdoctor.live import StopTraining  # noqa: E402
+from lossdoctor.sources.rundir import (  # noqa: E402
+    is_lossdoctor_run_dir,
+    read_run_dir,
+    read_run_json,
+)
+
+pytestmark = pytest.mark.slow
+
+LAYER_CODES = {c for c, e in CATALOG.items() if e.family == "layers"} | {"monitor-error"}
+SCENARIOS = ["healthy", "healthy-sgd", "huge-lr", "tiny-lr", "dead-relu", "deep-sigmoid",
+             "saturated-sigmoid", "huge-init", "nan-at-layer-2"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, object]]:
+    root = tmp_path_factory.mktemp("torch-live")
+    out = {}
+    for name in SCENARIOS:
+        doc = dt.scenario(name, root / name)
+        out[name] = (root / name, doc.report())
+    return out
+
+
+def layer_codes(diagnosis: object) -> set[str]:
+    return {f.code for f in diagnosis.findings} & LAYER_CODES  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("name", ["healthy", "healthy-sgd"])
+def test_healthy_runs_stay_quiet(runs, name):
+    assert layer_codes(runs[name][1]) == set()
+
+
+@pytest.mark.parametrize(("name", "code"), [
+    ("huge-lr", "update-ratio-high"),
+    ("tiny-lr", "update-ratio-low"),
+    ("dead-relu", "dead-units"),
+    ("deep-sigmoid", "vanishing-gradients"),
+    ("saturated-sigmoid", "saturated-activations"),
+    ("huge-init", "poor-initialization"),
+])
+def test_fault_is_found(runs, name, code):
+    assert code in layer_codes(runs[name][1])
+
+
+def test_fault_findings_name_a_layer_and_a_step(runs):
+    dead = next(f for f in runs["dead-relu"][1].findings if f.code == "dead-units")
+    assert dead.layer in {"1", "3", "5"}  # the ReLU modules of the Sequential
+    assert dead.step is not None
+    vanish = next(f for f in runs["deep-sigmoid"][1].findings
+                  if f.code == "vanishing-gradients")
+    assert vanish.layer == "0" and vanish.evidence["ratio"] < 1e-2
+
+
+def test_nan_origin_names_the_poisoned_layer_and_step(runs):
+    run_dir, d = runs["nan-at-layer-2"]
+    origin = [f for f in d.findings if f.code == "nan-origin"]
+    assert len(origin) == 1
+    assert origin[0].layer == "2"
+    assert origin[0].step == dt.NAN_STEP
+    assert origin[0].evidence["where"] == "forward output"
+    assert "nan-loss" in d.codes()
+    # Recorded once, in run.json, for readers of the folder.
+    assert [e["code"] for e in read_run_json(run_dir)["live_findings"]] == ["nan-origin"]
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_report_equals_diagnose_of_the_folder(runs, name):
+    run_dir, d = runs[name]
+    assert is_lossdoctor_run_dir(run_dir)
+    from_disk = diagnose(read_run_dir(run_dir))
+    assert from_disk.to_dict() == d.to_dict()
+
+
+def test_folder_has_canonical_series(runs):
+    run = read_run_dir(runs["healthy"][0])
+    assert run.format == "lossdoctor"
+    for key in ("train/loss", "train/loss_step", "val/loss", "val/accuracy", "lr",
+                "layer/0/update_ratio", "layer/1/dead_fraction", "layer/6/grad_norm"):
+        assert key in run.series, key
+    assert run.series["val/loss"].epochs.tolist() == [0, 1]
+    meta = run.meta
+    assert meta["framework"] == "torch" and meta["status"] == "closed"
+    assert [x["name"] for x in meta["layers"]] == [str(i) for i in range(7)]
+
+
+def test_monitor_fault_is_one_finding_and_training_completes(tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr("lossdoctor.integrations.torch._activation_stats", broken)
+    torch.manual_seed(0)
+    m = dt.mlp()
+    doc = dt.train(tmp_path / "r", m, torch.optim.Adam(m.parameters(), lr=1e-3), epochs=1)
+    d = doc.report()
+    errors = [f for f in d.findings if f.code == "monitor-error"]
+    assert len(errors) == 1
+    assert errors[0].evidence["signal"] == "activations"
+    assert "injected" in str(errors[0].evidence["error"])
+    run = read_run_dir(tmp_path / "r")
+    assert len(run.series["train/loss_step"]) == len(dt.digits()[0]) // dt.BATCH
+    assert "layer/0/grad_norm" in run.series  # the other signals went on
+
+
+def test_stop_on_critical_and_printing(tmp_path, capsys):
+    torch.manual_seed(0)
+    m = dt.mlp()
+    seen = []
+
+    def poison(step: int) -> None:
+        if step == 10:
+            with torch.no_grad():
+                m[0].weight[0, 0] = float("inf")
+
+    with pytest.raises(StopTraining) as stop:
+        dt.train(tmp_path / "r", m, torch.optim.Adam(m.parameters(), lr=1e-3),
+                 before_step=poison, stop_on_critical=True, on_finding=seen.append)
+    assert stop.value.finding.code == "nan-origin"
+    assert stop.value.finding.layer == "0"
+    assert seen[0].code == "nan-origin"  # then the closing diagnosis (nan-loss, ...)
+    assert capsys.readouterr().err == ""  # verbose=False
+
+
+def test_prints_each_finding_once(tmp_path, capsys):
+    torch.manual_seed(0)
+    m = dt.mlp()
+    dt.train(tmp_path / "r", m, torch.optim.SGD(m.parameters(), lr=1e-6), verbose=True)
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if "update-ratio-low" in ln]
+    assert len(lines) == 1
+    assert lines[0].startswith("lossdoctor [warning] update-ratio-low (layer ")
+
+
+def test_refuses_to_write_over_a_run(runs):
+    m = dt.mlp()
+    with pytest.raises(FileExistsError, match=r"run\.json"):
+        dt.Doctor(m, torch.optim.SGD(m.parameters(), lr=0.1), runs["healthy"][0])
+
+
+def test_kill_9_leaves_a_readable_run(tmp_path):
+    run_dir = tmp_path / "killed"
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.Popen([sys.executable, "-m", "tests.live.digits_torch", str(run_dir)],
+                            stdout=subprocess.PIPE, cwd=root, env=env)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == b"flushed"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    run = read_run_dir(run_dir)
+    assert read_run_json(run_dir)["status"] == "running"
+    assert len(run.series["train/loss"]) >= 60
+    assert "layer/0/update_ratio" in run.series
+    diagnose(run)  # reads without error
+    cli = subprocess.run([sys.executable, "-m", "lossdoctor", "diagnose", str(run_dir)],
+                         capture_output=True, text=True, cwd=root, env=env)
+    assert "Traceback" not in cli.stderr
+    assert cli.returncode in (0, 1), cli.stderr  # read as one lossdoctor run
+    assert "(lossdoctor;" in cli.stdout
