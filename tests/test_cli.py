@@ -205,3 +205,16 @@ def test_a_reader_bug_costs_one_run_not_the_report(tmp_path: Path, monkeypatch, 
     doc = json.loads(captured.out)
     assert [r["run"] for r in doc["runs"]] == ["a.csv"]
     assert "simulated reader bug" in captured.err and "Traceback" not in captured.err
+
+
+def test_diagnose_html_writes_the_report_and_never_replaces_a_file(tmp_path: Path):
+    log = write(tmp_path, "nan.csv", NAN_CSV)
+    html = tmp_path / "report.html"
+    assert main(["diagnose", str(log), "--html", str(html)]) == 1
+    text = html.read_text(encoding="utf-8")
+    assert text.startswith("<!DOCTYPE html>") and "nan-loss" in text
+    html.write_text("my notes")
+    assert main(["diagnose", str(log), "--html", str(html)]) == 2
+    assert html.read_text() == "my notes"
+    assert main(["diagnose", str(log), "--html", str(html), "--force"]) == 1
+    assert "nan-loss" in html.read_text(encoding="utf-8")

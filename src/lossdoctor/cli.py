@@ -7,6 +7,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from lossdoctor import __version__
 from lossdoctor.commands import COMMANDS
@@ -26,6 +27,7 @@ examples:
   lossdoctor diagnose events.out.tfevents.* --verify
   lossdoctor diagnose log.csv --train-loss total_loss --val-loss eval_total
   lossdoctor diagnose runs/ --fail-on warning      exit 1 on any warning (CI gate)
+  lossdoctor diagnose runs/ --html report.html     also write the HTML report
 
 exit status: 0 no finding at or above --fail-on, 1 there is one,
              2 bad usage or unreadable input (one line naming the file)
@@ -80,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="explanations and fixes for every run (default: when <= 5 runs)")
     d.add_argument("--color", choices=("auto", "always", "never"), default="auto",
                    help="colour in text output (default: auto; NO_COLOR is honoured)")
+    d.add_argument("--html", metavar="FILE", type=Path,
+                   help="also write the self-contained HTML report to FILE")
+    d.add_argument("--force", action="store_true",
+                   help="with --html: replace FILE if it exists (default: refuse)")
     d.set_defaults(handler=run_diagnose)
     for module in COMMANDS:
         importlib.import_module(module).register(sub)
@@ -107,6 +113,12 @@ def _read_all(args: argparse.Namespace) -> list[Loaded]:
 
 
 def run_diagnose(args: argparse.Namespace) -> int:
+    if args.html is not None and args.html.exists() and not args.force:
+        # Refuse before reading anything: a report must never replace a user's file.
+        sys.stderr.write(
+            f"lossdoctor: {args.html}: already exists; choose another name or add --force\n"
+        )
+        return EXIT_BAD_INPUT
     loaded = _read_all(args)
     errors: list[InputError] = [item.error for item in loaded if item.error is not None]
     runs = [item.run for item in loaded if item.run is not None]
@@ -125,6 +137,14 @@ def run_diagnose(args: argparse.Namespace) -> int:
         if diagnoses:
             sys.stdout.write(render_text(diagnoses, color=_use_color(args.color),
                                          details=args.details))
+    if args.html is not None:
+        from lossdoctor.report.html import write_html_report
+
+        try:
+            write_html_report(diagnoses, errors, args.html, force=args.force)
+        except (OSError, FileExistsError) as exc:
+            sys.stderr.write(f"lossdoctor: {args.html}: cannot write the report ({exc})\n")
+            return EXIT_BAD_INPUT
     for error in errors:
         # One line each on stderr, whatever the format: scripts grep for these.
         sys.stderr.write(f"lossdoctor: {error.path}: {error.problem}\n")

@@ -9,4 +9,5 @@ others.
 from __future__ import annotations
 
 COMMANDS: tuple[str, ...] = (
+    "lossdoctor.commands.report",
 )
