@@ -4,7 +4,8 @@
 
 Trains a healthy, an overfitting and a diverging model on scikit-learn's digits with
 each framework (a few seconds each), writing ordinary TensorBoard and CSV logs into
-DIR (default ./demo-output), then runs ``lossdoctor diagnose DIR`` on them.
+DIR (default ./demo-output), then runs ``lossdoctor diagnose DIR`` on them and writes
+the HTML report DIR/report.html.
 
 Exit status: 0 once training worked, whatever lossdoctor found (critical findings are
 the point of the demo); non-zero only if training itself failed.
@@ -76,6 +77,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"(lossdoctor exited with status {result.returncode})", file=sys.stderr)
             return result.returncode
         print(flush=True)
+    # The same runs as one self-contained HTML page (the demo's own file: replaced).
+    report = out / "report.html"
+    print("$ lossdoctor report", out, "-o", report, "--force", flush=True)
+    cmd = [sys.executable, "-m", "lossdoctor", "report", str(out), "-o", str(report), "--force"]
+    result = subprocess.run(cmd, check=False)
+    if result.returncode not in (0, 1):
+        return result.returncode
+    print(f"open {report.resolve()} in a browser to see the curves and findings")
     return 0
 
 
