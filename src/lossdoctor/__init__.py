@@ -1,2 +1,24 @@
 """lossdoctor: diagnoses neural-network training."""
+
+from __future__ import annotations
+
+from typing import Any
+
 __version__ = "0.1.0"
+
+# Public names that pull in more than numpy load on first use, so `import lossdoctor`
+# stays free of framework imports.
+_LAZY = {
+    "check": ("lossdoctor.checks", "check"),
+    "CheckReport": ("lossdoctor.checks", "CheckReport"),
+    "lr_range_test": ("lossdoctor.integrations.lr_range", "lr_range_test"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'lossdoctor' has no attribute {name!r}")

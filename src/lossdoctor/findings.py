@@ -250,26 +250,109 @@ CATALOG: dict[str, CatalogEntry] = {
                "BatchNorm statistics frozen on data that differs", "",
                ["Let BatchNorm update its statistics on the new data."]),
         # --- pre-flight ---------------------------------------------------------------
-        _entry("initial-loss-mismatch", "pre-flight", W, "The initial loss is not what it "
-               "should be", "", ["Check the loss function and the output layer."]),
-        _entry("regularization-not-increasing-loss", "pre-flight", W,
-               "Regularization does not raise the loss", "",
-               ["Check that regularization terms are added to the loss."]),
-        _entry("cannot-overfit-small-batch", "pre-flight", C,
-               "The model cannot overfit a tiny subset", "",
-               ["Look for a bug in the model, loss or data pipeline."]),
-        _entry("gradient-check-failed", "pre-flight", C,
-               "Analytic and numeric gradients disagree", "",
-               ["Fix the hand-written gradient of the named layer or loss."]),
-        _entry("logits-probabilities-mismatch", "pre-flight", C,
-               "Probabilities fed to a loss that expects logits (or the reverse)", "",
-               ["Match the output activation to the loss's from_logits setting."]),
-        _entry("label-problem", "pre-flight", C, "The labels look wrong", "",
-               ["Check label range, encoding and alignment with inputs."]),
-        _entry("input-problem", "pre-flight", C, "The inputs look wrong", "",
-               ["Remove NaN/Inf, standardize inputs, deduplicate splits."]),
-        _entry("outlier-samples", "pre-flight", W, "Some samples have extreme loss", "",
-               ["Inspect the listed samples and their labels."]),
+        _entry(
+            "initial-loss-mismatch", "pre-flight", W,
+            "The initial loss is not what an untrained model should give",
+            "With small random weights and regularization off, a model is unsure of "
+            "everything, so its first loss is predictable: about ln C for softmax "
+            "cross-entropy over C classes, ln 2 for binary cross-entropy, about the "
+            "targets' mean square for MSE. Far above it, the initial outputs are large "
+            "(unscaled inputs, large initial weights, a summed loss); far below, the "
+            "model already knows the labels or the loss is scaled down.",
+            [
+                "Standardize the inputs and use a standard initializer.",
+                "Check the loss's reduction and what it expects (logits or probabilities).",
+            ],
+        ),
+        _entry(
+            "regularization-not-increasing-loss", "pre-flight", W,
+            "Regularization is declared but does not raise the loss",
+            "A weight penalty is positive, so the loss with it must be higher than "
+            "without it. When it is not, the penalty never reaches the minimized loss: "
+            "a regularizer attached after the layer was built, a custom training step "
+            "that drops the model's extra losses, or a penalty over an empty list.",
+            [
+                "Declare regularizers when building the layers (or rebuild from config).",
+                "Add the penalty terms to the loss in custom training steps.",
+            ],
+        ),
+        _entry(
+            "cannot-overfit-small-batch", "pre-flight", C,
+            "The model cannot memorize a tiny subset",
+            "Any working network memorizes a few dozen samples with regularization "
+            "off. When a copy cannot, the implementation is wrong: gradients do not "
+            "reach the weights (detached graph, frozen layers), the loss is unsafe "
+            "(NaN), or the output ignores the input.",
+            [
+                "Check that gradients reach every layer you mean to train.",
+                "Use the framework's built-in loss on logits.",
+                "Fix the bug before tuning hyperparameters.",
+            ],
+        ),
+        _entry(
+            "gradient-check-failed", "pre-flight", C,
+            "Analytic and numeric gradients disagree",
+            "Backpropagation's gradient differs from the loss slope measured by "
+            "central differences, so a hand-written gradient (custom autograd "
+            "Function, tf.custom_gradient, custom loss) is wrong.",
+            [
+                "Fix or remove the hand-written gradient below the named parameter.",
+                "Test the operation alone with torch.autograd.gradcheck or "
+                "tf.test.compute_gradient.",
+            ],
+        ),
+        _entry(
+            "logits-probabilities-mismatch", "pre-flight", C,
+            "Probabilities fed to a loss that expects logits (or the reverse)",
+            "The output activation and the loss disagree: a softmax/sigmoid output "
+            "into a loss that applies its own (from_logits=True, CrossEntropyLoss, "
+            "BCEWithLogitsLoss) squashes twice and stalls learning; raw scores into a "
+            "loss on probabilities are clipped or undefined.",
+            [
+                "Output logits and use the loss on logits; apply softmax only to predict.",
+                "Or keep the activation and set the loss to expect probabilities.",
+            ],
+        ),
+        _entry(
+            "label-problem", "pre-flight", C,
+            "The labels look wrong",
+            "The labels cannot be right for this loss and output layer (out of range, "
+            "wrong encoding, NaN, one class only), or they do not depend on the inputs "
+            "(the model learns them no better than shuffled ones).",
+            [
+                "Check the label range and encoding against the output layer and loss.",
+                "Check that inputs and labels stay aligned through shuffling and joins.",
+            ],
+        ),
+        _entry(
+            "input-problem", "pre-flight", C,
+            "The inputs look wrong",
+            "NaN/Inf in the inputs poisons every update; inputs far from unit scale "
+            "saturate or starve the first layers; samples shared by training and "
+            "validation make validation measure memory.",
+            [
+                "Remove or impute NaN/Inf samples.",
+                "Standardize inputs with the training set's statistics.",
+                "Deduplicate before splitting train and validation.",
+            ],
+        ),
+        _entry(
+            "outlier-samples", "pre-flight", W,
+            "Some samples have extreme loss",
+            "A few samples cost far more than the rest: corrupted inputs or wrong "
+            "labels. Each batch holding one is dominated by it.",
+            [
+                "Inspect the listed samples and their labels; fix or drop bad ones.",
+                "Clip gradients if they are genuine rare cases.",
+            ],
+        ),
+        _entry(
+            "check-skipped", "pre-flight", INFO,
+            "A pre-flight check could not run",
+            "The check needs something that was not given or does not apply to this "
+            "model (a loss, regularization, enough layers or samples); it says which.",
+            ["Give what the check names (e.g. loss=...) to run it."],
+        ),
         # --- search / self ------------------------------------------------------------
         _entry("search-best-at-boundary", "search", W,
                "The best value sits at the edge of the search range", "",

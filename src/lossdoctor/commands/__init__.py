@@ -9,5 +9,6 @@ others.
 from __future__ import annotations
 
 COMMANDS: tuple[str, ...] = (
+    "lossdoctor.commands.check",
     "lossdoctor.commands.report",
 )

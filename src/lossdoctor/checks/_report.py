@@ -1,0 +1,85 @@
+"""The result of `lossdoctor.check`: findings plus what passed, skipped and why."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from lossdoctor.findings import Finding, Severity, worst_first
+
+
+@dataclass
+class CheckReport:
+    framework: str
+    model: str
+    samples: int
+    findings: list[Finding] = field(default_factory=list)
+    passed: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def worst(self) -> Severity | None:
+        problems = [f.severity for f in self.findings if f.code != "check-skipped"]
+        return max(problems, key=lambda s: s.rank, default=None)
+
+    def codes(self) -> list[str]:
+        return [f.code for f in self.findings]
+
+    def by_code(self, code: str) -> list[Finding]:
+        return [f for f in self.findings if f.code == code]
+
+    def sort(self) -> None:
+        self.findings = worst_first(self.findings)
+
+    def to_dict(self) -> dict[str, Any]:
+        from lossdoctor import __version__
+
+        return {
+            "lossdoctor": __version__,
+            "check": {
+                "framework": self.framework,
+                "model": self.model,
+                "samples": self.samples,
+                "findings": [f.to_dict() for f in self.findings],
+                "passed": list(self.passed),
+                "notes": list(self.notes),
+                "seconds": {k: round(v, 4) for k, v in self.seconds.items()},
+            },
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    def render(self, color: bool = False) -> str:
+        from lossdoctor.report.text import Style, _wrap, render_finding
+
+        style = Style(color)
+        lines = [
+            style.bold(f"pre-flight check: {self.model}")
+            + style.dim(f"  ({self.framework}; {self.samples} samples)")
+        ]
+        if not [f for f in self.findings if f.code != "check-skipped"]:
+            lines.append("  " + style.severity(None, "no problems found"))
+        for f in self.findings:
+            if f.code != "check-skipped":
+                lines += render_finding(f, style)
+        for f in self.by_code("check-skipped"):
+            text = f"{f.evidence.get('check', '?')}: {f.evidence.get('reason', '')}"
+            lines += [style.dim(line) for line in _wrap(text, "        ", "  skipped: ")]
+        for note in self.notes:
+            lines += _wrap(note, "        ", "  note: ")
+        if self.passed:
+            lines += _wrap(", ".join(self.passed), "          ", "  passed: ")
+        counts = {s: sum(1 for f in self.findings if f.severity is s
+                         and f.code != "check-skipped") for s in Severity}
+        skipped = len(self.by_code("check-skipped"))
+        summary = (f"{counts[Severity.CRITICAL]} critical, {counts[Severity.WARNING]} "
+                   f"warning, {len(self.passed)} passed, {skipped} skipped")
+        worst = self.worst
+        lines.append(style.severity(worst, summary) if worst else style.bold(summary))
+        return "\n".join(lines) + "\n"
+
+    def __str__(self) -> str:
+        return self.render()

@@ -1,0 +1,398 @@
+"""Keras 3 (TensorFlow backend) side of the pre-flight checks and the LR range test.
+
+Forward passes that only read (outputs, losses, regularization terms, activation
+scales) run on the user's model with training=False; everything that changes
+weights runs on a clone (`keras.models.clone_model`, or `from_config` for subclassed
+models) trained with its own optimizer, so the user's weights and optimizer state
+stay as they were.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from lossdoctor.checks._data import take_sample
+from lossdoctor.checks._probe import CheckSkipped, LossInfo, RegularizationProbe, TrainTrace
+from lossdoctor.checks._report import CheckReport
+from lossdoctor.checks._run import CheckOptions, run_checks
+from lossdoctor.checks.lr_range import LRRangeResult, Smoother, lr_sequence, suggest
+
+LossFn = Callable[[Any, Any], Any]
+
+_KINDS: list[tuple[str, str, str]] = [
+    # normalized name fragment, kind, target
+    ("sparsecategoricalcrossentropy", "softmax-ce", "sparse"),
+    ("categoricalcrossentropy", "softmax-ce", "one-hot"),
+    ("categoricalfocalcrossentropy", "softmax-ce", "one-hot"),
+    ("binarycrossentropy", "binary-ce", "binary"),
+    ("binaryfocalcrossentropy", "binary-ce", "binary"),
+    ("meansquarederror", "mse", "any"),
+    ("mse", "mse", "any"),
+]
+
+
+def resolve_loss(spec: Any) -> tuple[LossFn, LossInfo] | None:
+    """(per-sample loss function, what it is) for a Keras loss spec, None if absent."""
+    if spec is None:
+        return None
+    if isinstance(spec, list | tuple | dict):
+        raise CheckSkipped("models with several outputs/losses are not supported yet")
+    from_logits = False
+    if isinstance(spec, str):
+        fn: LossFn = keras.losses.get(spec)
+        name = spec
+    elif isinstance(spec, keras.losses.Loss):
+        fn = spec.call  # Loss.call returns the unreduced per-sample values
+        name = type(spec).__name__
+        kwargs = getattr(spec, "_fn_kwargs", {}) or {}
+        from_logits = bool(getattr(spec, "from_logits", kwargs.get("from_logits", False)))
+    elif callable(spec):
+        fn = spec
+        name = getattr(spec, "__name__", type(spec).__name__)
+    else:
+        raise CheckSkipped(f"the loss {spec!r} is neither a name, a Loss nor a function")
+    norm = name.lower().replace("_", "")
+    kind, target = "other", "any"
+    for fragment, k, t in _KINDS:
+        if norm == fragment or (fragment != "mse" and fragment in norm):
+            kind, target = k, t
+            break
+    if kind in ("softmax-ce", "binary-ce"):
+        expects = "logits" if from_logits else "probabilities"
+    else:
+        expects = "any"
+    info = LossInfo(name, kind, expects, target, f"from_logits={from_logits}")  # type: ignore[arg-type]
+    return fn, info
+
+
+def _built(model: keras.Model, x: np.ndarray) -> None:
+    if not model.built or not model.weights:
+        model(x[:1], training=False)
+
+
+def _clone(model: keras.Model, x: np.ndarray, dtype: str | None = None) -> keras.Model:
+    """A copy with the same weights (cast to `dtype` when given)."""
+    def relayer(layer: keras.layers.Layer) -> keras.layers.Layer:
+        config = layer.get_config()
+        if dtype is not None:
+            config["dtype"] = dtype
+        try:
+            return layer.__class__.from_config(config)
+        except Exception:
+            # e.g. a Lambda layer (Keras refuses to rebuild Python lambdas): a layer
+            # without weights has nothing to copy, so the clone may share it.
+            if layer.weights:
+                raise
+            return layer
+
+    try:
+        clone = keras.models.clone_model(model, clone_function=relayer)
+    except ValueError:  # subclassed model: needs get_config/from_config
+        if dtype is not None:
+            raise
+        clone = model.__class__.from_config(model.get_config())
+    sample = x[:1].astype(dtype or "float32")
+    clone(sample, training=False)
+    weights = model.get_weights()
+    clone.set_weights([w.astype(dtype) if dtype and w.dtype.kind == "f" else w
+                       for w in weights])
+    return clone
+
+
+class KerasProbe:
+    framework = "keras"
+
+    def __init__(self, model: keras.Model, loss: Any, x: np.ndarray) -> None:
+        if keras.backend.backend() != "tensorflow":
+            raise RuntimeError("lossdoctor.check supports Keras on the TensorFlow backend; "
+                               f"this Keras runs on {keras.backend.backend()}")
+        self._model = model
+        self.model_name = model.name
+        _built(model, np.asarray(x, dtype=np.float32))
+        self.n_parameters = int(sum(np.prod(v.shape) for v in model.weights))
+        self._spec = loss if loss is not None else getattr(model, "loss", None)
+        resolved = resolve_loss(self._spec)
+        self._loss_fn: LossFn | None = resolved[0] if resolved else None
+        self.loss: LossInfo | None = resolved[1] if resolved else None
+        self._work: keras.Model | None = None
+        self._initial: list[np.ndarray] = []
+        self._opt: Any = None
+        self._step: Any = None
+        self._loss_graph: Any = None
+
+    def _per_sample(self, y: Any, out: Any) -> Any:
+        assert self._loss_fn is not None
+        values = self._loss_fn(y, out)
+        values = tf.reshape(tf.convert_to_tensor(values), (tf.shape(out)[0], -1))
+        return tf.reduce_mean(tf.cast(values, out.dtype), axis=1)
+
+    @staticmethod
+    def _x(x: np.ndarray, dtype: str = "float32") -> Any:
+        return tf.constant(np.asarray(x, dtype=dtype))
+
+    def outputs(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self._model(self._x(x), training=False), dtype=np.float64)
+
+    def sample_losses(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        out = self._model(self._x(x), training=False)
+        return np.asarray(self._per_sample(tf.constant(y), out), dtype=np.float64)
+
+    def batch_loss(self, x: np.ndarray, y: np.ndarray) -> float:
+        out = self._model(self._x(x), training=False)
+        spec = self._spec
+        if isinstance(spec, keras.losses.Loss):  # honours its reduction
+            return float(tf.reduce_mean(tf.cast(spec(tf.constant(y), out), tf.float64)))
+        return float(tf.reduce_mean(self._per_sample(tf.constant(y), out)))
+
+    def regularization(self, x: np.ndarray, y: np.ndarray) -> RegularizationProbe:
+        declared: list[str] = []
+        for layer in self._model._flatten_layers(include_self=True):
+            for attr in sorted(vars(layer)):
+                if attr.endswith("_regularizer") and getattr(layer, attr) is not None:
+                    declared.append(f"{layer.name}.{attr.lstrip('_')}")
+        out = self._model(self._x(x), training=False)
+        loss_off = float(tf.reduce_mean(self._per_sample(tf.constant(y), out)))
+        extra = [float(v) for v in self._model.losses]
+        if extra and not declared:
+            declared.append(f"model.losses ({len(extra)} terms from add_loss)")
+        # The loss Keras minimizes = compiled loss + sum(model.losses) (compute_loss).
+        return RegularizationProbe(declared, loss_off=loss_off, loss_on=loss_off + sum(extra))
+
+    def _work_copy(self, x: np.ndarray) -> keras.Model:
+        if self._work is None:
+            self._work = _clone(self._model, np.asarray(x, dtype=np.float32))
+            self._initial = [w.copy() for w in self._work.get_weights()]
+        else:
+            self._work.set_weights(self._initial)
+        return self._work
+
+    def train(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        *,
+        steps: int,
+        lr: float,
+        eval_x: np.ndarray | None = None,
+        eval_y: np.ndarray | None = None,
+        stop_below: float | None = None,
+    ) -> TrainTrace:
+        model = self._work_copy(x)
+        params = list(model.trainable_variables)
+        trace = TrainTrace(losses=[], trainable=int(sum(np.prod(v.shape) for v in params)))
+        if not params:
+            trace.error = "the model has no trainable weights (trainable=False everywhere)"
+            return trace
+        xt, yt = self._x(x), tf.constant(y)
+        # The first step runs eagerly to tell "no gradient at all" apart; the rest run
+        # as one traced function per input shape, reused by every training run.
+        with tf.GradientTape() as tape:
+            out = model(xt, training=False)
+            loss = tf.reduce_mean(self._per_sample(yt, out))
+        grads = tape.gradient(loss, params)
+        if all(g is None for g in grads):
+            trace.losses.append(float(loss))
+            trace.error = ("no gradient reaches any trainable weight (the output does "
+                           "not depend on them through differentiable ops)")
+            return trace
+        step_fn = self._step_function(model, params, lr)
+        for step in range(steps + 1):
+            # The loss before each update; the first one is already computed.
+            value = float(loss) if step == 0 else float(self._forward_loss(model, xt, yt))
+            trace.losses.append(value)
+            if step == steps or not math.isfinite(value):
+                break
+            if stop_below is not None and value <= stop_below:
+                break
+            step_fn(xt, yt)
+        out = model(xt, training=False)
+        trace.outputs = np.asarray(out, dtype=np.float64)
+        if eval_x is not None and eval_y is not None:
+            eo = model(self._x(eval_x), training=False)
+            trace.eval_losses = np.asarray(self._per_sample(tf.constant(eval_y), eo),
+                                           dtype=np.float64)
+        return trace
+
+    def _forward_loss(self, model: keras.Model, xt: Any, yt: Any) -> Any:
+        if self._loss_graph is None:
+            self._loss_graph = tf.function(
+                lambda xb, yb: tf.reduce_mean(self._per_sample(yb, model(xb, training=False))),
+                reduce_retracing=True,
+            )
+        return self._loss_graph(xt, yt)
+
+    def _step_function(self, model: keras.Model, params: list[Any], lr: float) -> Any:
+        if self._opt is None:
+            self._opt = keras.optimizers.Adam(learning_rate=lr)
+            self._opt.build(params)
+            opt = self._opt
+
+            def step(xb: Any, yb: Any) -> None:
+                # training=False: dropout off, i.e. regularization off while memorizing.
+                with tf.GradientTape() as tape:
+                    loss = tf.reduce_mean(self._per_sample(yb, model(xb, training=False)))
+                grads = tape.gradient(loss, params)
+                opt.apply_gradients([(g, v) for g, v in zip(grads, params, strict=True)
+                                     if g is not None])
+
+            self._step = tf.function(step, reduce_retracing=True)
+        else:  # a fresh Adam: zero moments and step count
+            for v in self._opt.variables:
+                v.assign(tf.zeros_like(v))
+        self._opt.learning_rate = lr
+        return self._step
+
+    def gradient_problem(self, x: np.ndarray, y: np.ndarray) -> _KerasGradProblem:
+        try:
+            model, dtype = _clone(self._model, np.asarray(x, dtype=np.float64),
+                                  "float64"), "float64"
+        except Exception:  # e.g. a subclassed model or a layer that refuses float64
+            model, dtype = self._work_copy(x), "float32"
+        return _KerasGradProblem(self, model, dtype, x, y)
+
+    def activation_scales(self, x: np.ndarray) -> list[tuple[str, float]]:
+        model = self._model
+        weighted = [layer for layer in model.layers
+                    if any(len(w.shape) >= 2 for w in layer.trainable_weights)]
+        xt = self._x(x)
+        if isinstance(model, keras.Sequential):
+            scales = []
+            h = xt
+            for layer in model.layers:
+                h = layer(h, training=False)
+                if layer in weighted:
+                    scales.append((layer.name, float(tf.math.reduce_std(
+                        tf.cast(h, tf.float64)))))
+            return scales
+        if not hasattr(model, "_functional") and not isinstance(model, keras.Model):
+            raise CheckSkipped("activation scales need a Sequential or functional model")
+        try:
+            inputs = model.inputs
+        except (AttributeError, ValueError):
+            inputs = None
+        if not inputs:
+            raise CheckSkipped("activation scales need a Sequential or functional model; "
+                               "this one is subclassed")
+        tap = keras.Model(inputs, [layer.output for layer in weighted])
+        outs = tap(xt, training=False)
+        outs = outs if isinstance(outs, list | tuple) else [outs]
+        return [(layer.name, float(tf.math.reduce_std(tf.cast(o, tf.float64))))
+                for layer, o in zip(weighted, outs, strict=True)]
+
+
+class _KerasGradProblem:
+    def __init__(self, probe: KerasProbe, model: keras.Model, dtype: str,
+                 x: np.ndarray, y: np.ndarray) -> None:
+        self._probe = probe
+        self._model = model
+        self.dtype: str = dtype
+        self._vars = list(model.trainable_variables)
+        self.names: Sequence[str] = [getattr(v, "path", v.name) for v in self._vars]
+        self.shapes: Sequence[tuple[int, ...]] = [tuple(int(d) for d in v.shape)
+                                                  for v in self._vars]
+        self._values = [np.asarray(v.numpy()) for v in self._vars]
+        self._x = probe._x(x, dtype)
+        self._y = tf.constant(y)
+
+    def _loss(self) -> Any:
+        out = self._model(self._x, training=False)
+        return tf.reduce_mean(self._probe._per_sample(self._y, out))
+
+    def analytic(self) -> list[np.ndarray]:
+        with tf.GradientTape() as tape:
+            loss = self._loss()
+        grads = tape.gradient(loss, self._vars)
+        return [np.zeros(s) if g is None else np.asarray(tf.convert_to_tensor(g))
+                for g, s in zip(grads, self.shapes, strict=True)]
+
+    def value(self, param: int, flat_index: int) -> float:
+        return float(self._values[param].reshape(-1)[flat_index])
+
+    def loss_at(self, param: int, flat_index: int, value: float) -> float:
+        arr = self._values[param].copy()
+        arr.reshape(-1)[flat_index] = value
+        self._vars[param].assign(arr)
+        try:
+            return float(self._loss())
+        finally:
+            self._vars[param].assign(self._values[param])
+
+
+def check(model: keras.Model, x: Any, y: Any, *, loss: Any, optimizer: Any, x_val: Any,
+          y_val: Any, regularizer: Any, options: CheckOptions) -> CheckReport:
+    del optimizer, y_val  # Keras regularization lives in model.losses, not the optimizer
+    if regularizer is not None:
+        raise ValueError("regularizer= is for PyTorch; in Keras declare regularizers on "
+                         "the layers (kernel_regularizer=...) or call add_loss")
+    rng = np.random.default_rng(options.seed)
+    xs, _, _ = take_sample(x, y, min(options.samples, 8), rng)
+    try:
+        probe = KerasProbe(model, loss, xs)
+    except CheckSkipped as skip:
+        raise ValueError(str(skip)) from None
+    return run_checks(probe, x, y, x_val=x_val, options=options)
+
+
+def lr_range_test(
+    model: keras.Model,
+    x: Any,
+    y: Any = None,
+    *,
+    loss: Any = None,
+    optimizer: Any = None,
+    start_lr: float = 1e-6,
+    end_lr: float = 10.0,
+    steps: int = 100,
+    batch_size: int = 32,
+    samples: int = 2048,
+    seed: int = 0,
+) -> LRRangeResult:
+    """Train a clone while the LR grows from start_lr to end_lr. The optimizer used is
+    a fresh one built from `optimizer` (or the compiled one's config; Adam if none)."""
+    rng = np.random.default_rng(seed)
+    xs, ys, _ = take_sample(x, y, samples, rng)
+    probe = KerasProbe(model, loss, xs)
+    if probe.loss is None:
+        raise ValueError("lr_range_test needs loss=... or a compiled model")
+    work = _clone(model, xs.astype(np.float32))
+    base = optimizer if optimizer is not None else getattr(model, "optimizer", None)
+    if base is not None:
+        config = base.get_config()
+        config["learning_rate"] = float(start_lr)
+        opt = base.__class__.from_config(config)
+    else:
+        opt = keras.optimizers.Adam(learning_rate=float(start_lr))
+    params = list(work.trainable_variables)
+    lrs = lr_sequence(start_lr, end_lr, steps)
+    smoother = Smoother()
+    losses: list[float] = []
+    smoothed: list[float] = []
+    stopped = False
+    bs = min(batch_size, len(xs))
+    order = rng.permutation(len(xs))
+    pos = 0
+    for lr in lrs:
+        if pos + bs > len(xs):
+            order, pos = rng.permutation(len(xs)), 0
+        idx = order[pos : pos + bs]
+        pos += bs
+        opt.learning_rate = float(lr)
+        with tf.GradientTape() as tape:
+            out = work(probe._x(xs[idx]), training=True)
+            value = tf.reduce_mean(probe._per_sample(tf.constant(ys[idx]), out))
+        grads = tape.gradient(value, params)
+        opt.apply_gradients([(g, v) for g, v in zip(grads, params, strict=True)
+                             if g is not None])
+        losses.append(float(value))
+        s, stop = smoother.add(losses[-1])
+        smoothed.append(s)
+        if stop:
+            stopped = True
+            break
+    return suggest([float(v) for v in lrs[: len(losses)]], losses, smoothed, stopped)
