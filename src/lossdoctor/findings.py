@@ -229,26 +229,125 @@ CATALOG: dict[str, CatalogEntry] = {
             ],
         ),
         # --- layers (live) ------------------------------------------------------------
-        _entry("update-ratio-high", "layers", W, "Updates are large relative to the weights",
-               "", ["Lower the learning rate."]),
-        _entry("update-ratio-low", "layers", W, "Updates are tiny relative to the weights",
-               "", ["Raise the learning rate."]),
-        _entry("vanishing-gradients", "layers", W, "Gradients vanish toward the input",
-               "", ["Use ReLU-family activations, residual connections or normalization."]),
-        _entry("exploding-gradients", "layers", C, "Gradients explode",
-               "", ["Clip gradients; lower the learning rate."]),
-        _entry("dead-units", "layers", W, "Many ReLU units never activate", "",
-               ["Lower the learning rate; check bias initialization; try LeakyReLU."]),
-        _entry("saturated-activations", "layers", W, "tanh/sigmoid units are saturated", "",
-               ["Normalize inputs; use a smaller initialization or ReLU-family units."]),
-        _entry("poor-initialization", "layers", W,
-               "Activation scale collapses or explodes with depth", "",
-               ["Use a fan-in scaled initializer (He for ReLU, Glorot for tanh)."]),
-        _entry("nan-origin", "layers", C, "Where NaN/Inf first appeared", "",
-               ["Inspect the named layer's inputs and weights at that step."]),
-        _entry("frozen-batchnorm", "layers", W,
-               "BatchNorm statistics frozen on data that differs", "",
-               ["Let BatchNorm update its statistics on the new data."]),
+        _entry(
+            "update-ratio-high", "layers", W,
+            "Updates are large relative to the weights",
+            "Each step changes this layer's weights by a large fraction of their size "
+            "(a healthy ratio of update norm to weight norm is around 1e-3). Steps that "
+            "big overshoot: the loss bounces or blows up, and ReLU units can be knocked "
+            "dead. The learning rate is too high for this layer, or its gradients are "
+            "abnormally large.",
+            [
+                "Lower the learning rate (by 3-10x) until the ratio is near 1e-3.",
+                "Add warm-up and gradient clipping if the ratio is high only early on.",
+                "If one layer stands out, give it a smaller learning rate or normalize its "
+                "inputs.",
+            ],
+        ),
+        _entry(
+            "update-ratio-low", "layers", W,
+            "Updates are tiny relative to the weights",
+            "Each step moves this layer's weights by a vanishing fraction of their size "
+            "(far below the healthy ~1e-3), so it barely learns: the learning rate is "
+            "too low, its gradients are vanishing, or it is effectively frozen.",
+            [
+                "Raise the learning rate (an LR range test finds a good value).",
+                "If only early layers are slow, see whether their gradients vanish "
+                "(activations, initialization, normalization).",
+                "Check the layer is meant to train (not frozen by mistake).",
+            ],
+        ),
+        _entry(
+            "vanishing-gradients", "layers", W,
+            "Gradients vanish toward the input",
+            "The gradient reaching the first layers is orders of magnitude smaller than "
+            "at the last ones, so the early layers hardly learn. Saturating activations "
+            "(sigmoid, tanh) multiply the gradient by small derivatives layer after "
+            "layer; deep stacks without normalization or skip connections make it worse.",
+            [
+                "Use ReLU-family activations in hidden layers.",
+                "Add normalization (BatchNorm/LayerNorm) or residual connections.",
+                "Use a fan-in scaled initializer (He for ReLU, Glorot for tanh).",
+            ],
+        ),
+        _entry(
+            "exploding-gradients", "layers", C,
+            "Gradients explode",
+            "Gradient norms grow by orders of magnitude, so single steps throw the "
+            "weights far away; NaN usually follows. Typical causes are a learning rate "
+            "too high, initial weights too large, unnormalized inputs, or deep/recurrent "
+            "paths that multiply the gradient many times.",
+            [
+                "Clip gradients by global norm.",
+                "Lower the learning rate.",
+                "Standardize inputs; use a standard initializer; add normalization.",
+            ],
+        ),
+        _entry(
+            "dead-units", "layers", W,
+            "Many ReLU units never activate",
+            "A ReLU unit whose input is negative for every sample outputs zero and gets "
+            "zero gradient, so it never recovers. Large negative biases, a learning rate "
+            "high enough to push weights into that region, or badly scaled inputs "
+            "kill units.",
+            [
+                "Lower the learning rate.",
+                "Initialize biases at zero (or slightly positive) with a He initializer.",
+                "Use LeakyReLU/GELU, or add normalization before the activation.",
+            ],
+        ),
+        _entry(
+            "saturated-activations", "layers", W,
+            "tanh/sigmoid units are saturated",
+            "Most of this layer's tanh/sigmoid units sit at their flat ends, where the "
+            "derivative is nearly zero, so little gradient passes through. Inputs that "
+            "are too large (unnormalized data, large weights) push them there.",
+            [
+                "Standardize the inputs and use Glorot initialization.",
+                "Add normalization before the activation, or use ReLU-family units.",
+                "Lower the learning rate if saturation grows during training.",
+            ],
+        ),
+        _entry(
+            "poor-initialization", "layers", W,
+            "Activation scale collapses or explodes with depth",
+            "At the start of training the spread of activations shrinks toward zero or "
+            "grows layer after layer: the initial weights are not scaled to each layer's "
+            "fan-in. Signals (and gradients) then fade or blow up before learning starts, "
+            "so training is slow or unstable from the first step.",
+            [
+                "Use a fan-in scaled initializer: He for ReLU, Glorot for tanh/sigmoid.",
+                "Add normalization layers.",
+                "Check custom initialization code for a wrong scale.",
+            ],
+        ),
+        _entry(
+            "nan-origin", "layers", C,
+            "Where NaN/Inf first appeared",
+            "This layer is the first, in forward order (or, for gradients, nearest the "
+            "output), whose output or gradient held NaN or Inf at the step named. The "
+            "problem starts there: an overflow in its computation, a log/division/sqrt "
+            "of zero or a negative number, weights that already blew up, or bad input "
+            "reaching it.",
+            [
+                "Inspect the named layer's inputs, weights and any log/exp/division in it "
+                "at that step.",
+                "Lower the learning rate and clip gradients if weights grew before it.",
+                "Add epsilons to logs and divisions; use numerically stable fused losses.",
+            ],
+        ),
+        _entry(
+            "frozen-batchnorm", "layers", W,
+            "BatchNorm statistics frozen on data that differs",
+            "BatchNorm layers run in inference mode with statistics from another data "
+            "set while the new data's mean and variance differ: activations are "
+            "mis-scaled, and logits can overflow.",
+            [
+                "Let BatchNorm update its statistics on the new data (train mode), or "
+                "recompute them before fine-tuning.",
+                "If they must stay frozen, normalize the new inputs like the original data.",
+            ],
+        ),
         # --- pre-flight ---------------------------------------------------------------
         _entry(
             "initial-loss-mismatch", "pre-flight", W,
@@ -354,11 +453,22 @@ CATALOG: dict[str, CatalogEntry] = {
             ["Give what the check names (e.g. loss=...) to run it."],
         ),
         # --- search / self ------------------------------------------------------------
-        _entry("search-best-at-boundary", "search", W,
-               "The best value sits at the edge of the search range", "",
-               ["Widen the range past that edge and search again."]),
-        _entry("monitor-error", "self", INFO, "A signal could not be computed; training went on",
-               "", ["Report the error to lossdoctor's issue tracker."]),
+        _entry(
+            "search-best-at-boundary", "search", W,
+            "The best value sits at the edge of the search range",
+            "When the best trial's value lies at one end of the range searched, the true "
+            "optimum is probably beyond that end: the range was chosen wrong.",
+            ["Widen the range past that edge (in log space for scale parameters) and "
+             "search again."],
+        ),
+        _entry(
+            "monitor-error", "self", INFO,
+            "A signal could not be computed; training went on",
+            "lossdoctor failed to compute one of its signals (the error is in the "
+            "evidence). The signal is skipped from then on; training and the other "
+            "signals are unaffected.",
+            ["Report the error with the evidence to lossdoctor's issue tracker."],
+        ),
     ]
 }
 
