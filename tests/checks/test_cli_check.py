@@ -70,3 +70,15 @@ def test_bad_targets_exit_2_with_one_line(build_file: Path, capsys: pytest.Captu
 def test_unknown_check_name(build_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", f"{build_file}:healthy", "--checks", "nope"]) == 2
     assert "unknown check nope" in capsys.readouterr().err
+
+
+def test_html_page_and_no_overwrite(build_file: Path, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    page = tmp_path / "check.html"
+    target = f"{build_file}:broken"
+    assert main(["check", target, "--checks", "outputs", "--html", str(page)]) == 1
+    assert "logits-probabilities-mismatch" in page.read_text(encoding="utf-8")
+    page.write_text("keep me")
+    assert main(["check", target, "--checks", "outputs", "--html", str(page)]) == 2
+    assert page.read_text() == "keep me"
+    capsys.readouterr()

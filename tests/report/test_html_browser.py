@@ -184,3 +184,26 @@ def test_jupyter_fragment_works_inside_another_page(browser: Chromium,
     browser.evaluate("document.querySelector('.ld-scale').click()")
     assert browser.evaluate(count) == before
     _assert_no_errors(browser)
+
+
+def test_preflight_page_shows_findings_and_stays_inert(browser: Chromium,
+                                                      tmp_path: Path) -> None:
+    from lossdoctor.checks._report import CheckReport
+    from lossdoctor.findings import make_finding
+
+    report = CheckReport(framework="torch", model=f"Net {HOSTILE}", samples=64)
+    report.findings = [
+        make_finding("label-problem", evidence={"max_label": 12, "classes": 10},
+                     title=f"labels reach 12 but the model has 10 outputs {HOSTILE}"),
+        make_finding("initial-loss-mismatch", evidence={"first_loss": 9.1, "expected": 2.3}),
+    ]
+    report.passed = ["inputs", "gradients"]
+    path = report.save_html(tmp_path / "preflight.html")
+    _open(browser, path)
+    assert browser.evaluate("document.querySelectorAll('li.ld-finding').length") == 2
+    assert browser.evaluate("document.querySelectorAll('img').length") == 0
+    text = browser.evaluate("document.body.innerText")
+    assert "label-problem" in text and HOSTILE in text and "gradients" in text
+    _assert_no_errors(browser)
+    with pytest.raises(FileExistsError):
+        report.save_html(path)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from lossdoctor.findings import Finding, Severity, worst_first
@@ -51,6 +53,33 @@ class CheckReport:
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    def to_html(self, *, fragment: bool = False) -> str:
+        from lossdoctor.report.html import render_findings_html
+
+        problems = [f for f in self.findings if f.code != "check-skipped"]
+        skipped = [
+            f"skipped {f.evidence.get('check', '?')}: {f.evidence.get('reason', '')}"
+            for f in self.by_code("check-skipped")
+        ]
+        return render_findings_html(
+            f"pre-flight check: {self.model}",
+            f"{self.framework}; {self.samples} samples; {len(problems)} finding(s)",
+            problems,
+            notes=[*self.notes, *skipped],
+            passed=self.passed,
+            fragment=fragment,
+        )
+
+    def _repr_html_(self) -> str:
+        return self.to_html(fragment=True)
+
+    def save_html(self, path: str | os.PathLike[str], *, force: bool = False) -> Path:
+        """Write the results as a self-contained HTML page; never replaces a file
+        unless `force`."""
+        from lossdoctor.report.html import write_text_safely
+
+        return write_text_safely(self.to_html(), path, force=force)
 
     def render(self, color: bool = False) -> str:
         from lossdoctor.report.text import Style, _wrap, render_finding

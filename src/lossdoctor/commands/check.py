@@ -62,6 +62,10 @@ def register(subparsers: Any) -> None:
                    help="lowest severity that makes the exit status 1 (default: critical)")
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto",
                    help="colour in text output (default: auto; NO_COLOR is honoured)")
+    p.add_argument("--html", metavar="FILE", type=Path,
+                   help="also write the results as a self-contained HTML page")
+    p.add_argument("--force", action="store_true",
+                   help="with --html: replace FILE if it exists (default: refuse)")
     p.set_defaults(handler=run_check)
 
 
@@ -132,6 +136,10 @@ def run_check(args: argparse.Namespace) -> int:
             sys.stderr.write(f"lossdoctor: check: unknown check {', '.join(unknown)}; "
                              f"choose from {', '.join(CHECK_NAMES)}\n")
             return EXIT_BAD_INPUT
+    if args.html is not None and args.html.exists() and not args.force:
+        sys.stderr.write(f"lossdoctor: check: {args.html}: already exists; choose another "
+                         "name or add --force\n")
+        return EXIT_BAD_INPUT
     if args.samples < 2:
         sys.stderr.write(f"lossdoctor: check: --samples must be >= 2, got {args.samples}\n")
         return EXIT_BAD_INPUT
@@ -151,6 +159,12 @@ def run_check(args: argparse.Namespace) -> int:
         color = (args.color == "always" or (args.color == "auto" and sys.stdout.isatty()
                                             and "NO_COLOR" not in os.environ))
         sys.stdout.write(report.render(color=color))
+    if args.html is not None:
+        try:
+            report.save_html(args.html, force=args.force)
+        except OSError as exc:
+            sys.stderr.write(f"lossdoctor: check: {args.html}: cannot write ({exc})\n")
+            return EXIT_BAD_INPUT
     threshold = Severity.parse(args.fail_on)
     worst = report.worst
     return EXIT_FINDINGS if worst is not None and worst.rank >= threshold.rank else EXIT_OK

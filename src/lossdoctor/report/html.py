@@ -830,18 +830,47 @@ def render_fragment(diagnoses: Sequence[Diagnosis], errors: Sequence[InputError]
     return f"<style>{CSS}</style>{_body(diagnoses, errors, title)}<script>{SCRIPT}</script>"
 
 
-def write_html_report(
-    diagnoses: Sequence[Diagnosis],
-    errors: Sequence[InputError],
-    path: str | os.PathLike[str],
-    *,
-    force: bool = False,
-    title: str = "lossdoctor report",
-) -> Path:
-    """Write the report to `path`. An existing file is kept unless `force`: raises
-    FileExistsError (its message is one line naming the file)."""
+def _findings_body(heading: str, lead: str, findings: Sequence[Finding],
+                   notes: Sequence[str], passed: Sequence[str]) -> str:
+    """A page of findings without curves: pre-flight check results."""
+    items = "".join(_finding_html(f, i, "ld-pre", None) for i, f in enumerate(findings, 1))
+    parts = [
+        f'<div class="ld-report" id="ld-top"><header><h1>{_esc(heading)}</h1>'
+        f'<p class="ld-lead">{_esc(lead)} · lossdoctor {_esc(__version__)}</p></header>',
+        '<section class="ld-run">',
+        f'<h3>Findings ({len(findings)})</h3><ol class="ld-findings">{items}</ol>'
+        if findings else '<p class="ld-ok">No problems found.</p>',
+    ]
+    if passed:
+        parts.append("<h3>Passed</h3><p>" + ", ".join(f"<code>{_esc(c)}</code>"
+                                                      for c in passed) + "</p>")
+    if notes:
+        parts.append("<h3>Notes</h3><ul>" + "".join(f"<li>{_esc(n)}</li>" for n in notes)
+                     + "</ul>")
+    parts.append("</section></div>")
+    return "".join(parts)
+
+
+def render_findings_html(heading: str, lead: str, findings: Sequence[Finding], *,
+                         notes: Sequence[str] = (), passed: Sequence[str] = (),
+                         fragment: bool = False) -> str:
+    """Findings that have no run to plot (pre-flight checks), as a page or a fragment."""
+    body = _findings_body(heading, lead, findings, notes, passed)
+    if fragment:
+        return f"<style>{CSS}</style>{body}"
+    csp = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f'<meta http-equiv="Content-Security-Policy" content="{csp}">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f"<title>{_esc(heading)}</title><style>body{{margin:0;background:#f3f4f6}}{CSS}"
+        f"</style></head><body>{body}</body></html>\n"
+    )
+
+
+def write_text_safely(text: str, path: str | os.PathLike[str], *, force: bool) -> Path:
+    """Write `text` to `path`, never replacing an existing file unless `force`."""
     target = Path(path)
-    text = render_html(diagnoses, errors, title=title)  # before touching the file
     if not force and target.exists():
         raise FileExistsError(f"{target}: already exists (use --force to overwrite it)")
     if force:
@@ -852,6 +881,20 @@ def write_html_report(
         with target.open("x", encoding="utf-8") as fh:  # "x": never clobber a racing file
             fh.write(text)
     return target
+
+
+def write_html_report(
+    diagnoses: Sequence[Diagnosis],
+    errors: Sequence[InputError],
+    path: str | os.PathLike[str],
+    *,
+    force: bool = False,
+    title: str = "lossdoctor report",
+) -> Path:
+    """Write the report to `path`. An existing file is kept unless `force`: raises
+    FileExistsError (its message is one line naming the file)."""
+    text = render_html(diagnoses, errors, title=title)  # before touching the file
+    return write_text_safely(text, path, force=force)
 
 
 class Report:
