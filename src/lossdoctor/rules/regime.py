@@ -11,7 +11,7 @@ from lossdoctor.findings import Finding, make_finding
 from lossdoctor.rules._lr import fixes_with_lr
 from lossdoctor.rules._stats import Binned, Trend, binned, curve_scale, late_window, trend
 from lossdoctor.rules._where import locate
-from lossdoctor.run import TRAIN_ACC, TRAIN_LOSS, VAL_ACC, VAL_LOSS, Run
+from lossdoctor.run import TRAIN_ACC, TRAIN_LOSS, TRAIN_LOSS_STEP, VAL_ACC, VAL_LOSS, Run, Series
 
 MIN_POINTS = 4  # fewer finite points than this and the regime is unknown
 # Both flat counts as converged rather than a plateau when training got this far.
@@ -48,6 +48,10 @@ def _last_accuracy(run: Run, key: str) -> float | None:
 
 def assess_regime(run: Run) -> RegimeVerdict:
     train = run.get(TRAIN_LOSS)
+    steps = run.get(TRAIN_LOSS_STEP)
+    if steps is not None and (train is None or _finite_count(train) < MIN_POINTS):
+        # A few epochs, but every step logged: the steps tell the trend.
+        train = steps
     if train is None:
         return RegimeVerdict("unknown", evidence={"reason": "no training loss series"})
     if len(train) and not np.isfinite(train.values[-1]) and np.isfinite(train.values).any():
@@ -202,6 +206,10 @@ def _data_problem(
         evidence["val_whole_run_fall"] = round(val_fall, 4)
         return True
     return False
+
+
+def _finite_count(series: Series) -> int:
+    return int(np.isfinite(series.values).sum())
 
 
 def _gap_change(tb: Binned, vb: Binned, best: int) -> tuple[float, float]:

@@ -1,0 +1,108 @@
+"""The Lightning callback: a real Trainer fit on digits under the live doctor."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pl = pytest.importorskip("lightning.pytorch")
+import torch  # noqa: E402
+from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+
+from lossdoctor.diagnosis import diagnose  # noqa: E402
+from lossdoctor.lightning import DoctorCallback, epoch_metrics  # noqa: E402
+from lossdoctor.sources.rundir import read_run_dir  # noqa: E402
+
+
+class DigitsNet(pl.LightningModule):
+    def __init__(self, lr: float, bias: float | None = None) -> None:
+        super().__init__()
+        self.lr = lr
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10)
+        )
+        if bias is not None:
+            torch.nn.init.constant_(self.net[0].bias, bias)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = torch.nn.functional.cross_entropy(self.net(x), y)
+        self.log("train_loss", loss, on_step=True, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        out = self.net(x)
+        self.log("val_loss", torch.nn.functional.cross_entropy(out, y))
+        self.log("val_acc", (out.argmax(1) == y).float().mean())
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=self.lr)
+
+
+def loaders() -> tuple[DataLoader, DataLoader]:
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    x = (x - x.mean(0)) / (x.std(0) + 1e-8)
+    xt, yt = torch.tensor(x, dtype=torch.float32), torch.tensor(y)
+    train = TensorDataset(xt[:1400], yt[:1400])
+    val = TensorDataset(xt[1400:], yt[1400:])
+    gen = torch.Generator().manual_seed(0)
+    return DataLoader(train, batch_size=64, shuffle=True, generator=gen), DataLoader(val, 256)
+
+
+def fit(run_dir: Path, module: pl.LightningModule, epochs: int = 3) -> DoctorCallback:
+    torch.manual_seed(0)
+    callback = DoctorCallback(run_dir, verbose=False)
+    trainer = pl.Trainer(max_epochs=epochs, callbacks=[callback], logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, accelerator="cpu", devices=1)
+    train, val = loaders()
+    trainer.fit(module, train, val)
+    return callback
+
+
+@pytest.fixture(scope="module")
+def healthy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, DoctorCallback]:
+    run_dir = tmp_path_factory.mktemp("lightning") / "healthy"
+    torch.manual_seed(0)
+    return run_dir, fit(run_dir, DigitsNet(lr=0.1))
+
+
+def test_a_healthy_fit_is_recorded_and_quiet(healthy):
+    run_dir, callback = healthy
+    run = read_run_dir(run_dir)
+    assert len(run.series["train/loss_step"]) >= 3 * 21
+    assert len(run.series["val/loss"]) == 3 and len(run.series["val/accuracy"]) == 3
+    assert any(key.startswith("layer/") for key in run.series)
+    d = callback.report()
+    assert d.regime in {"still-learning", "converged"}
+    layer_codes = {f.code for f in d.findings} & {
+        "update-ratio-high", "update-ratio-low", "dead-units", "vanishing-gradients",
+        "exploding-gradients", "saturated-activations", "poor-initialization", "nan-origin"}
+    assert not layer_codes, d.codes()
+    assert [f.code for f in diagnose(run).findings] == d.codes()
+
+
+def test_dead_units_are_found_under_lightning(tmp_path: Path):
+    callback = fit(tmp_path / "dead", DigitsNet(lr=0.1, bias=-8.0), epochs=2)
+    assert "dead-units" in callback.report().codes()
+
+
+def test_the_run_folder_reads_from_the_command_line(healthy):
+    run_dir, _ = healthy
+    out = subprocess.run([sys.executable, "-m", "lossdoctor", "diagnose", str(run_dir)],
+                         capture_output=True, text=True, check=False)
+    assert out.returncode in (0, 1) and "(lossdoctor;" in out.stdout
+
+
+def test_epoch_metrics_use_lossdoctor_roles():
+    metrics = {"val_loss": 0.5, "val_acc": torch.tensor(0.9), "train_loss_step": 1.0,
+               "train_acc_epoch": 0.95, "lr-SGD": 0.1, "f1": 0.4}
+    assert epoch_metrics(metrics) == {
+        "val_loss": 0.5, "val_accuracy": metrics["val_acc"], "train_accuracy": 0.95, "f1": 0.4,
+    }
