@@ -48,6 +48,17 @@ class Finding:
     explanation: str = ""
     fixes: tuple[str, ...] = ()
 
+    def where(self) -> str:
+        """Where the finding starts, in words: "epoch 4, step 174, layer fc1"."""
+        parts = []
+        if self.epoch is not None:
+            parts.append(f"epoch {self.epoch}")
+        if self.step is not None:
+            parts.append(f"step {self.step}")
+        if self.layer is not None:
+            parts.append(f"layer {self.layer}")
+        return ", ".join(parts)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "code": self.code,

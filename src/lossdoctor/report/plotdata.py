@@ -233,14 +233,7 @@ def finding_x(run: Run, finding: Finding) -> float | None:
 
 
 def where_text(f: Finding) -> str:
-    parts = []
-    if f.epoch is not None:
-        parts.append(f"epoch {f.epoch}")
-    if f.step is not None:
-        parts.append(f"step {f.step}")
-    if f.layer is not None:
-        parts.append(f"layer {f.layer}")
-    return ", ".join(parts)
+    return f.where()
 
 
 def finding_markers(diagnosis: Diagnosis) -> list[Marker]:

@@ -49,17 +49,6 @@ REGIME_WORDS = {
 }
 
 
-def _where(f: Finding) -> str:
-    parts = []
-    if f.epoch is not None:
-        parts.append(f"epoch {f.epoch}")
-    if f.step is not None:
-        parts.append(f"step {f.step}")
-    if f.layer is not None:
-        parts.append(f"layer {f.layer}")
-    return ", ".join(parts)
-
-
 def _fmt_value(value: float | int | str) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
@@ -89,7 +78,7 @@ def _points(d: Diagnosis) -> str:
 
 def render_finding(f: Finding, style: Style) -> list[str]:
     label = style.severity(f.severity, f"[{LABEL[f.severity]}]")
-    where = _where(f)
+    where = f.where()
     head = f"  {label} {style.bold(f.code)}"
     lines = [head + (style.dim(f"  at {where}") if where else "")]
     lines += _wrap(f.title, "      ")

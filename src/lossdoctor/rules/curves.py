@@ -7,9 +7,9 @@ import numpy as np
 
 from lossdoctor.findings import Finding, make_finding
 from lossdoctor.rules._lr import fixes_with_lr
-from lossdoctor.rules._stats import binned, curve_scale, late_window, mad_sigma, trend
+from lossdoctor.rules._stats import Binned, binned, curve_scale, late_window, mad_sigma, trend
 from lossdoctor.rules._where import locate
-from lossdoctor.run import TRAIN_ACC, TRAIN_LOSS, VAL_ACC, Run
+from lossdoctor.run import TRAIN_ACC, TRAIN_LOSS, VAL_ACC, Run, Series
 
 MIN_POINTS = 6
 
@@ -35,14 +35,24 @@ SPIKE_WINDOW = 21
 SPIKE_MIN_POINTS = 20
 
 
-def lr_too_high(run: Run) -> list[Finding]:
+def _train_curve(run: Run) -> tuple[Series, Binned] | None:
+    """The training loss and its binned curve, when there are enough finite points
+    to judge a shape."""
     train = run.get(TRAIN_LOSS)
     if train is None:
-        return []
+        return None
     b = binned(train)
-    n = b.y.size
-    if n < MIN_POINTS or not np.isfinite(b.y).all():
+    if b.y.size < MIN_POINTS or not np.isfinite(b.y).all():
+        return None
+    return train, b
+
+
+def lr_too_high(run: Run) -> list[Finding]:
+    curve = _train_curve(run)
+    if curve is None:
         return []
+    train, b = curve
+    n = b.y.size
     start = float(np.median(b.y[: max(1, n // 16)]))
     if start <= 0:
         return []
@@ -114,13 +124,11 @@ def _accurate(run: Run) -> bool:
 
 
 def lr_too_low(run: Run) -> list[Finding]:
-    train = run.get(TRAIN_LOSS)
-    if train is None:
+    curve = _train_curve(run)
+    if curve is None:
         return []
-    b = binned(train)
+    train, b = curve
     n = b.y.size
-    if n < MIN_POINTS or not np.isfinite(b.y).all():
-        return []
     whole = trend(b.x, b.y, scale=curve_scale(b, b.y))
     if whole.direction != "falling" or whole.start <= 0:
         return []
