@@ -35,7 +35,6 @@ from lossdoctor.report.plotdata import (
     RunPlots,
     Signature,
     run_plots,
-    where_text,
 )
 from lossdoctor.run import TRAIN_LOSS, VAL_LOSS
 
@@ -532,7 +531,7 @@ def _signature_html(sig: Signature) -> str:
 
 def _finding_html(f: Finding, number: int, anchor: str, sig: Signature | None) -> str:
     sev = f.severity.value
-    where = where_text(f)
+    where = f.where()
     evidence = "".join(
         f"<tr><th>{_esc(k)}</th><td>{_esc(_fmt_value(v))}</td></tr>"
         for k, v in f.evidence.items()

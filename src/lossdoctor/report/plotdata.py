@@ -232,10 +232,6 @@ def finding_x(run: Run, finding: Finding) -> float | None:
     return float(finding.epoch)
 
 
-def where_text(f: Finding) -> str:
-    return f.where()
-
-
 def finding_markers(diagnosis: Diagnosis) -> list[Marker]:
     """One marker per located finding, numbered 1.. in the order the report lists them."""
     out = []
@@ -244,7 +240,7 @@ def finding_markers(diagnosis: Diagnosis) -> list[Marker]:
         if x is None:
             continue
         out.append(
-            Marker(number, x, f.code, f.severity.value, f.title, where_text(f), row=f.layer)
+            Marker(number, x, f.code, f.severity.value, f.title, f.where(), row=f.layer)
         )
     return out
 
@@ -287,7 +283,7 @@ def numeric_signature(f: Finding) -> Signature | None:
         )
     if f.code == "nan-loss":
         first = ev.get("first_bad_value", "nan")
-        where = where_text(f) or "the start"
+        where = f.where() or "the start"
         return Signature(f"loss = {first} from {where}", "the first non-finite loss", None)
     return None
 
