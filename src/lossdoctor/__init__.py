@@ -12,6 +12,9 @@ _LAZY = {
     "check": ("lossdoctor.checks", "check"),
     "CheckReport": ("lossdoctor.checks", "CheckReport"),
     "lr_range_test": ("lossdoctor.integrations.lr_range", "lr_range_test"),
+    # lossdoctor.search is a callable module: `lossdoctor.search(...)` runs a search.
+    "search": ("lossdoctor.search", "search"),
+    "ensemble": ("lossdoctor.search.ensemble", "ensemble"),
 }
 
 

@@ -11,4 +11,5 @@ from __future__ import annotations
 COMMANDS: tuple[str, ...] = (
     "lossdoctor.commands.check",
     "lossdoctor.commands.report",
+    "lossdoctor.commands.search",
 )
