@@ -67,6 +67,11 @@ def register(subparsers: Any) -> None:
                    help="where trial run folders go (default: runs/search)")
     p.add_argument("--format", choices=("text", "json"), default="text",
                    help="output format; json also makes progress JSON lines on stderr")
+    p.add_argument("--html", metavar="FILE", type=Path,
+                   help="also write the search as an HTML page (parameters against the "
+                   "objective, edges marked)")
+    p.add_argument("--force", action="store_true",
+                   help="with --html: replace FILE if it exists (default: refuse)")
     p.set_defaults(handler=run_search)
 
 
@@ -123,6 +128,11 @@ def run_search(args: argparse.Namespace) -> int:
     if args.trials < 1:
         sys.stderr.write(f"lossdoctor: search: --trials must be >= 1, got {args.trials}\n")
         return EXIT_BAD_INPUT
+    if args.html is not None and args.html.exists() and not args.force:
+        # Refuse before hours of search, not after.
+        sys.stderr.write(f"lossdoctor: search: {args.html}: already exists; choose another "
+                         "name or add --force\n")
+        return EXIT_BAD_INPUT
     try:
         func = load_target(args.target)
         space = _space(args, func)
@@ -143,6 +153,12 @@ def run_search(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(out) + "\n")
     else:
         sys.stdout.write(_render(result))
+    if args.html is not None:
+        try:
+            result.save_html(args.html, force=args.force)
+        except OSError as exc:
+            sys.stderr.write(f"lossdoctor: search: {args.html}: cannot write ({exc})\n")
+            return EXIT_BAD_INPUT
     return EXIT_FINDINGS if result.findings else EXIT_OK
 
 

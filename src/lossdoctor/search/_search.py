@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import random
 import re
 import sys
@@ -156,6 +157,23 @@ class SearchResult:
 
     def prune_reasons(self) -> dict[str, int]:
         return dict(Counter(t.reason or "?" for t in self.trials if t.state == "pruned"))
+
+    def to_html(self, ensemble: Any = None, *, fragment: bool = False) -> str:
+        """The search as HTML: each hyperparameter against the objective (log scale for
+        log ranges, edges marked), findings, and `ensemble` (an EnsembleReport)."""
+        from lossdoctor.report.searchplot import render_search_html
+
+        return render_search_html(self, ensemble, fragment=fragment)
+
+    def _repr_html_(self) -> str:
+        return self.to_html(fragment=True)
+
+    def save_html(self, path: str | os.PathLike[str], ensemble: Any = None, *,
+                  force: bool = False) -> Path:
+        """Write the HTML page; never replaces a file unless `force`."""
+        from lossdoctor.report.html import write_text_safely
+
+        return write_text_safely(self.to_html(ensemble), path, force=force)
 
     def to_dict(self) -> dict[str, Any]:
         best = self.best
