@@ -162,10 +162,12 @@ def draw_parameter_plot(plot: ParameterPlot, objective: str) -> str:
         x = _to_x(t, plot, lo, hi)
         parts.append(f'<text x="{x:.1f}" y="{H - PAD_B + 14}" text-anchor="middle" '
                      f'font-size="10" fill="#6b7280">{_esc(_tick_label(t, plot.log))}</text>')
+    # Enough decimals that five ticks over a narrow span stay distinct.
+    decimals = max(0, 1 - math.floor(math.log10((y_hi - y_lo) / 4)))
     for k in range(5):
         v = y_lo + (y_hi - y_lo) * k / 4
         parts.append(f'<text x="{PAD_L - 6}" y="{to_y(v) + 3:.1f}" text-anchor="end" '
-                     f'font-size="10" fill="#6b7280">{v:.3g}</text>')
+                     f'font-size="10" fill="#6b7280">{v:.{decimals}f}</text>')
     parts.append(f'<text x="{(PAD_L + W - PAD_R) / 2:.0f}" y="{H - 4}" text-anchor="middle" '
                  f'font-size="11">{_esc(plot.name)}{" (log scale)" if plot.log else ""}</text>')
     for p in plot.points:
