@@ -27,3 +27,14 @@ def test_core_import_pulls_no_framework():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_public_names():
+    import lossdoctor
+
+    assert sorted(lossdoctor.__all__) == sorted([
+        "CheckReport", "Diagnosis", "Finding", "Run", "Series", "Severity", "__version__",
+        "check", "diagnose", "ensemble", "load", "lr_range_test", "search",
+    ])
+    for name in ("diagnose", "load", "Run", "Series", "Finding", "Severity", "Diagnosis"):
+        assert getattr(lossdoctor, name) is not None
