@@ -43,7 +43,9 @@ def fixes_with_lr(run: Run, code: str, evidence: dict[str, float | int | str]) -
     elif constant:
         lead = (
             f"The learning rate stayed at {first:.3g} the whole run: add a decay schedule "
-            "(e.g. divide it by 10 when the loss stops falling, or exponential/1/t decay)."
+            "(e.g. divide it by 10 when the loss stops falling, or exponential/1/t decay; "
+            f"lossdoctor.schedules.StepDecay(base_lr={first:.3g}, drop=0.1, every=...) "
+            "works in Keras and PyTorch)."
         )
     else:
         lead = (
