@@ -112,6 +112,38 @@ def scenario(name: str, run_dir: Path) -> Doctor:
 NAN_STEP = 40  # a step the default schedule reads (dense phase, every 5th step)
 
 
+def huge_lr_to_nan(run_dir: Path, lr: float = 3.0) -> tuple[Doctor, int | None]:
+    """A tanh MLP regressing one-hot targets (MSE) on raw 0..16 pixels with SGD at a
+    huge learning rate: the output layer's weights oscillate with growing amplitude
+    until the loss overflows to Inf/NaN, nothing injected. Returns the Doctor and the
+    first step whose loss was not finite."""
+    from sklearn.datasets import load_digits
+
+    x_np, y_np = load_digits(return_X_y=True)
+    x, y = torch.tensor(x_np, dtype=torch.float32), torch.tensor(y_np)
+    target = torch.nn.functional.one_hot(y, 10).float()
+    torch.manual_seed(0)
+    model = mlp(act=torch.nn.Tanh, depth=2)
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(0)
+    first_bad: int | None = None
+    step = 0
+    with Doctor(model, opt, run_dir, verbose=False) as doc:
+        perm = torch.randperm(len(x), generator=gen)
+        for i in range(0, len(x) - BATCH + 1, BATCH):
+            idx = perm[i:i + BATCH]
+            loss = torch.nn.functional.mse_loss(model(x[idx]), target[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            doc.log(loss=loss)
+            if first_bad is None and not torch.isfinite(loss).item():
+                first_bad = step
+            step += 1
+        doc.log_epoch()
+    return doc, first_bad
+
+
 if __name__ == "__main__":  # the kill -9 test: train slowly until killed
     run_dir = Path(sys.argv[1])
     torch.manual_seed(0)

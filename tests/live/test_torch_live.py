@@ -84,6 +84,24 @@ def test_nan_origin_names_the_poisoned_layer_and_step(runs):
     assert [e["code"] for e in read_run_json(run_dir)["live_findings"]] == ["nan-origin"]
 
 
+def test_huge_learning_rate_really_reaches_nan(tmp_path):
+    doc, first_bad = dt.huge_lr_to_nan(tmp_path / "r")
+    d = doc.report()
+    assert first_bad is not None  # the run itself blew up; nothing was injected
+    assert "nan-loss" in d.codes()
+    origin = [f for f in d.findings if f.code == "nan-origin"]
+    assert len(origin) == 1
+    # The output Linear (index 4): its weights are the ones that oscillate and grow.
+    assert origin[0].layer == "4"
+    assert origin[0].step is not None
+    # Seen at the bad step or the next step read in full (at most `every` later).
+    assert first_bad <= origin[0].step <= first_bad + 10
+    high = [f for f in d.findings if f.code == "update-ratio-high"]
+    assert len(high) == 1 and high[0].layer == "4"
+    assert high[0].step is not None and high[0].step < first_bad  # the warning came first
+    assert diagnose(read_run_dir(tmp_path / "r")).to_dict() == d.to_dict()
+
+
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_report_equals_diagnose_of_the_folder(runs, name):
     run_dir, d = runs[name]

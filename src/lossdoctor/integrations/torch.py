@@ -9,9 +9,11 @@ signals into a lossdoctor run folder, and diagnose while training.
     doc.report(); doc.close()                   # or `with Doctor(...) as doc:`
 
 Cost: nothing per step but keeping the loss tensor; on sampled steps (see `Schedule`)
-fused `torch._foreach_norm` calls, a copy of the weights before the step, and a few
-reductions per hooked activation, all left on the device. Values are read back in one
-transfer per `every` steps.
+fused `torch._foreach_norm` calls, a copy of the weights before the step, and two or
+three reductions per hooked activation (a per-channel var_mean and a few small ops
+more per BatchNorm layer that uses frozen running statistics), all left on the device
+and stacked into one tensor per step.
+Values are read back in one transfer per `every` steps and finished on the host.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -44,6 +46,14 @@ FLUSH_INTERVAL_S = 2.0  # event-file writes at most this often (and at each epoc
 __all__ = ["Doctor", "StopTraining"]
 
 
+class _Layout(NamedTuple):
+    """Where a sampled step's values sit in its stacked tensor (see `_host_table`)."""
+
+    # (hooked index, elements, units, 0-d values, per-unit maxima follow), in run order
+    acts: list[tuple[int, int, int, int, bool]]
+    bns: list[tuple[int, bool, bool]]  # (BatchNorm index, shift measured, frozen)
+
+
 def _first_tensor(out: Any) -> torch.Tensor | None:
     if isinstance(out, torch.Tensor):
         return out
@@ -54,38 +64,79 @@ def _first_tensor(out: Any) -> torch.Tensor | None:
     return None
 
 
-def _activation_stats(x: torch.Tensor, kind: str) -> torch.Tensor:
-    """[mean, std, dead share, saturated share, non-finite flag] of one output, on its
-    device, from a sum and a sum of squares (a separate isfinite pass or torch.std
-    costs several times more on CPU). A unit (feature or channel, dim 1) is dead when
-    it is <= 0 for every sample and position of the batch. The flag is 1 when the
-    output held NaN/Inf (or overflowed float32 when squared)."""
+def _activation_stats(x: torch.Tensor, kind: str) -> tuple[list[torch.Tensor], int, int]:
+    """Device reductions of one output, finished on the host by `_finish_stats`: its sum
+    and sum of squares (one `dot`; torch.std or an isfinite pass cost several times
+    more on CPU); for ReLUs each unit's maximum (a 1-D tensor, compared on the host),
+    for sigmoid/tanh the number of saturated outputs. Returns (tensors, element count,
+    unit count). A unit (feature or channel, dim 1) is dead when it is <= 0 for every
+    sample and position of the batch. NaN/Inf in the output (or float32 overflow when
+    squared) shows as a non-finite sum."""
     x = x.detach()
     if x.dtype != torch.float32:
         x = x.float()
-    n = max(x.numel(), 1)
-    sums = torch.stack([x.sum(), (x * x).sum()]) / n
-    mean = sums[0]
-    std = (sums[1] - mean * mean).clamp_min(0).sqrt()
-    bad = (~torch.isfinite(sums)).any().float()
-    nan = torch.full((), math.nan, device=x.device)
-    dead = nan
-    if kind == "relu" and x.dim() >= 2:
-        dims = [d for d in range(x.dim()) if d != 1]
-        dead = (x.amax(dim=dims) <= 0).float().mean()
-    sat = nan
-    if kind == "sigmoid":
-        sat = ((x - 0.5).abs() > SATURATION - 0.5).float().mean()
+    v = x.reshape(-1)
+    out = [v.sum(), torch.dot(v, v)]
+    units = x.shape[1] if x.dim() >= 2 else 0
+    if kind == "relu" and units:
+        out.append(x.amax(dim=[d for d in range(x.dim()) if d != 1]))
+    elif kind == "sigmoid":
+        out.append(((v - 0.5).abs_() > SATURATION - 0.5).sum())
     elif kind == "tanh":
-        sat = (x.abs() > SATURATION).float().mean()
-    return torch.stack([mean, std, dead, sat, bad])
+        out.append((v.abs() > SATURATION).sum())
+    return out, v.numel(), units
+
+
+def _finish_stats(values: np.ndarray, n: int, units: int, kind: str) -> list[float]:
+    """`STATS` of one output from `_activation_stats`' values as read back."""
+    s1, s2 = float(values[0]), float(values[1])
+    bad = not (math.isfinite(s1) and math.isfinite(s2))
+    n = max(n, 1)
+    mean = s1 / n
+    std = math.sqrt(max(s2 / n - mean * mean, 0.0)) if not bad else math.nan
+    dead = sat = math.nan
+    if len(values) > 2:
+        if kind == "relu":
+            dead = float(np.mean(values[2:] <= 0))
+        else:
+            sat = float(values[2]) / n
+    return [mean, std, dead, sat, 1.0 if bad else 0.0]
+
+
+def _bn_uses_running_stats(module: torch.nn.Module) -> bool | None:
+    """For a BatchNorm layer: whether its running statistics are frozen (it normalizes
+    with them, in eval mode, or they never move, momentum 0); None when it keeps none."""
+    rm = getattr(module, "running_mean", None)
+    if not isinstance(rm, torch.Tensor):
+        return None
+    return not module.training or getattr(module, "momentum", None) == 0
+
+
+def _bn_shift(x: torch.Tensor, module: torch.nn.Module) -> torch.Tensor:
+    """Mean over channels of |z| + |ln s|, where z is the batch mean minus the running
+    mean in running standard deviations and s the batch std over the running std: 0
+    when the batch matches the statistics the layer normalizes with."""
+    x = x.detach().float()
+    dims = [d for d in range(x.dim()) if d != 1]
+    var, mean = torch.var_mean(x, dim=dims, correction=0)
+    rm: torch.Tensor = getattr(module, "running_mean")  # noqa: B009 - typed as Module
+    rv: torch.Tensor = getattr(module, "running_var")  # noqa: B009
+    rm = rm.detach().float()
+    rv = rv.detach().float() + float(getattr(module, "eps", 1e-5))
+    z = (mean - rm).abs_().div_(rv.sqrt())
+    return z.add_(var.clamp_min(1e-12).div_(rv).log_().abs_().mul_(0.5)).mean()
 
 
 class Doctor:
     """Records per-layer signals of `model` trained by `optimizer` into `run_dir`.
 
-    every / dense_steps / dense_every: per-layer readings every `every` steps, every
-        `dense_every` steps during the first `dense_steps` (see `Schedule`).
+    every / dense_steps / dense_every: weight, update and gradient norms every `every`
+        (10) steps, every `dense_every` (5) steps during the first `dense_steps` (100)
+        (see `Schedule`); values are read back from the device every `every` steps.
+    activation_every: activation statistics (forward hooks) on every
+        `activation_every`-th of those steps (default 2: every 10th step at the start,
+        then every 20th). They are most of a sampled step's cost (about 0.1 ms per
+        hooked layer on a 2-core CPU); 1 measures them on every sampled step.
     on_finding: called with each finding the first time it appears.
     stop_on_critical: when a critical finding appears, `should_stop` becomes True and
         the next `log()` / `log_epoch()` raises `StopTraining` (never inside a hook).
@@ -96,6 +147,11 @@ class Doctor:
     flush_interval_s: write to the event file at most this often (and at every epoch
         end, `flush()` and `close()`): what a `kill -9` can lose.
     hparams: extra hyperparameters to store in run.json.
+
+    BatchNorm layers (watched even when their weights are not trained) also record
+    `bn_frozen` (1 while they normalize with, or never update, their running
+    statistics: eval mode or momentum 0 in a training step) and, while frozen,
+    `bn_shift` (see `_bn_shift`), for the frozen-batchnorm rule.
 
     Limits: activation statistics come from leaf modules (an `nn.ReLU`, not
     `F.relu` inside `forward`); the weights are copied before the step on sampled
@@ -113,6 +169,7 @@ class Doctor:
         every: int = 10,
         dense_steps: int = 100,
         dense_every: int = 5,
+        activation_every: int = 2,
         check_interval_s: float = CHECK_INTERVAL_S,
         flush_interval_s: float = FLUSH_INTERVAL_S,
         hparams: Mapping[str, Any] | None = None,
@@ -123,6 +180,9 @@ class Doctor:
         self.model = model
         self.optimizer = optimizer
         self.schedule = Schedule(every, dense_steps, dense_every)
+        if activation_every < 1:
+            raise ValueError(f"activation_every >= 1 must hold, but got {activation_every}")
+        self.activation_every = activation_every
         self._in_opt = {id(p) for g in optimizer.param_groups for p in g["params"]}
         # Layers in depth order (registration order): those with weights in the
         # optimizer get weight/update/grad signals; those and activations get
@@ -131,13 +191,17 @@ class Doctor:
         self._params: list[torch.nn.Parameter] = []
         self._param_layer: list[int] = []
         self._hooked: list[tuple[str, torch.nn.Module, str]] = []
+        self._bns: list[tuple[str, torch.nn.Module]] = []
+        self._bn_of: dict[int, int] = {}  # index into _hooked -> index into _bns
         layers_meta: list[dict[str, Any]] = []
         for name, module in model.named_modules():
             own = [p for p in module.parameters(recurse=False) if id(p) in self._in_opt]
             cls = type(module).__name__
             kind = ACTIVATIONS.get(cls.lower(), "")
             leaf = not any(True for _ in module.children())
-            if not own and not (leaf and kind):
+            # BatchNorm is watched even when its weights are not trained (fine-tuning).
+            bn = isinstance(module, torch.nn.modules.batchnorm._BatchNorm)
+            if not own and not (leaf and (kind or bn)):
                 continue
             name = name or cls
             if own:
@@ -146,6 +210,9 @@ class Doctor:
                     self._param_layer.append(len(self._param_layers))
                 self._param_layers.append(name)
             if leaf:
+                if bn:
+                    self._bn_of[len(self._hooked)] = len(self._bns)
+                    self._bns.append((name, module))
                 self._hooked.append((name, module, kind))
             layers_meta.append({"name": name, "type": cls, "kind": kind or cls.lower(),
                                 "params": sum(p.numel() for p in own)})
@@ -156,6 +223,7 @@ class Doctor:
                       "params": sum(p.numel() for p in model.parameters()),
                       "summary": str(model)[:20000]},
             "layers": layers_meta,
+            "activation_every": activation_every,
             "hparams": {"optimizer": type(optimizer).__name__,
                         **_group_hparams(optimizer), **dict(hparams or {})},
         }
@@ -163,17 +231,21 @@ class Doctor:
                                    meta=meta, on_finding=on_finding,
                                    stop_on_critical=stop_on_critical, verbose=verbose)
         self.run_dir = self.monitor.store.run_dir
+        self._every = self.schedule.every
         self._step = 0  # steps logged by log()
         self._opt_step = 0  # optimizer steps taken
         self._epoch = 0
-        self._epoch_losses_from = 0  # index into the epoch's step losses
         self._sampling = self.schedule.sampled(0)
+        self._acting = self._activations_due(0)  # forward hooks on this step
         self._hunt = False  # read every step after a non-finite loss until its origin is seen
-        self._acts: dict[int, torch.Tensor] = {}
-        self._forward_order: list[int] = []
-        self._grad_norms: torch.Tensor | None = None
+        # This step's activation reductions, in forward order (dict order): hooked index
+        # -> (0-d tensors, element count, unit count); BatchNorm: bn index -> shift.
+        self._acts: dict[int, tuple[list[torch.Tensor], int, int]] = {}
+        self._bn_vals: dict[int, tuple[torch.Tensor | None, bool]] = {}
+        self._norms: list[torch.Tensor] = []  # gradient then weight norms, this step
         self._before: list[torch.Tensor] | None = None
-        self._rows: list[tuple[int, torch.Tensor]] = []
+        # Sampled steps waiting on the device: (step, all values as one tensor, layout).
+        self._rows: list[tuple[int, torch.Tensor, _Layout]] = []
         self._losses: list[tuple[int, torch.Tensor | float]] = []
         self._host_losses: list[tuple[int, float]] = []
         self._host_rows: list[tuple[list[int], np.ndarray]] = []
@@ -189,89 +261,137 @@ class Doctor:
         # Forward hooks exist only during sampled steps: a module with any hook leaves
         # PyTorch's fast call path, which costs on every step.
         self._fwd_handles: list[Any] = []
-        self._set_forward_hooks(self._sampling)
+        self._hook_fns: list[Callable[..., None]] = []
+        self._set_forward_hooks(self._acting)
         self._handles.append(optimizer.register_step_pre_hook(self._pre_step))
         self._handles.append(optimizer.register_step_post_hook(self._post_step))
 
-    # --- hooks (each wrapped: a failure is one monitor-error, never a crash) --------------
+    def _activations_due(self, step: int) -> bool:
+        """Activation statistics on every `activation_every`-th sampled step."""
+        s = self.schedule
+        period = s.dense_every if step < s.dense_steps else s.every
+        return step % (period * self.activation_every) == 0
+
+    # --- hooks (each guarded: a failure is one monitor-error, never a crash) -------------
+    # Plain try/except rather than `monitor.guard`: a context manager costs microseconds
+    # per call, and these run once per layer per sampled step.
     def _set_forward_hooks(self, on: bool) -> None:
         if on and not self._fwd_handles:
             with self.monitor.guard("hooks"):
-                for i, (_, module, kind) in enumerate(self._hooked):
-                    self._fwd_handles.append(
-                        module.register_forward_hook(self._forward_hook(i, kind)))
+                if not self._hook_fns:  # made once: registration is on every sampled step
+                    self._hook_fns = [self._forward_hook(i, kind)
+                                      for i, (_, _, kind) in enumerate(self._hooked)]
+                for (_, module, _), fn in zip(self._hooked, self._hook_fns, strict=True):
+                    self._fwd_handles.append(module.register_forward_hook(fn))
         elif not on and self._fwd_handles:
             for h in self._fwd_handles:
                 h.remove()
             self._fwd_handles = []
 
     def _forward_hook(self, index: int, kind: str) -> Callable[..., None]:
+        bn = self._bn_of.get(index)
+
         def hook(module: torch.nn.Module, inputs: Any, output: Any) -> None:
-            if not (self._sampling or self._hunt) or not module.training or index in self._acts:
+            # The model's mode, not the layer's: a BatchNorm put in eval mode for
+            # fine-tuning still runs in a training step.
+            if not self.model.training or index in self._acts:
                 return
-            with self.monitor.guard("activations"), torch.no_grad():
+            try:
                 x = _first_tensor(output)
                 if x is not None:
                     self._acts[index] = _activation_stats(x, kind)
-                    self._forward_order.append(index)
+            except Exception as exc:
+                self.monitor.monitor_error("activations", exc)
+            if bn is not None:
+                try:
+                    frozen = _bn_uses_running_stats(module)
+                    x = _first_tensor(inputs)
+                    if frozen is not None and x is not None and x.dim() >= 2:
+                        self._bn_vals[bn] = (_bn_shift(x, module) if frozen else None, frozen)
+                except Exception as exc:
+                    self.monitor.monitor_error("batchnorm", exc)
 
         return hook
 
     def _pre_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         if not (self._sampling or self._hunt) or not self._params:
             return
-        with self.monitor.guard("gradients"), torch.no_grad():
-            grads = [p.grad if p.grad is not None else torch.zeros((), device=p.device)
-                     for p in self._params]
-            self._grad_norms = torch.stack(
-                [n.float() for n in torch._foreach_norm(grads)])
-        with self.monitor.guard("weights"), torch.no_grad():
-            self._before = list(torch._foreach_mul([p.detach() for p in self._params], 1.0))
+        try:
+            with torch.no_grad():
+                weights = [p.detach() for p in self._params]
+                grads = [p.grad if p.grad is not None else torch.zeros((), device=p.device)
+                         for p in self._params]
+                # Gradient and weight norms in one fused call.
+                self._norms = list(torch._foreach_norm(grads + weights))
+                self._before = list(torch._foreach_mul(weights, 1.0))
+        except Exception as exc:
+            self.monitor.monitor_error("gradients", exc)
 
     def _post_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         step = self._opt_step
         try:
             if (self._sampling or self._hunt) and self._before is not None:
-                with self.monitor.guard("updates"), torch.no_grad():
-                    after = [p.detach() for p in self._params]
-                    diffs = torch._foreach_sub(after, self._before)
-                    w = torch.stack([n.float() for n in torch._foreach_norm(self._before)])
-                    u = torch.stack([n.float() for n in torch._foreach_norm(diffs)])
-                    g = self._grad_norms if self._grad_norms is not None else w * math.nan
-                    nan_row = torch.full((len(STATS),), math.nan, device=w.device)
-                    acts = [self._acts.get(i, nan_row).to(w.device)
-                            for i in range(len(self._hooked))]
-                    order = torch.full((len(self._hooked),), -1.0, device=w.device)
-                    if self._forward_order:
-                        order[torch.tensor(self._forward_order, device=w.device)] = \
-                            torch.arange(len(self._forward_order), device=w.device,
-                                         dtype=torch.float32)
-                    self._rows.append((step, torch.cat([w, u, g, *acts, order])))
+                with torch.no_grad():
+                    before, n_p = self._before, len(self._params)
+                    torch._foreach_sub_(before, [p.detach() for p in self._params])
+                    u = torch._foreach_norm(before)  # |before - after| = |update|
+                    g, w = self._norms[:n_p], self._norms[n_p:]
+                    # 0-d values first (one stack), then the 1-d per-unit maxima.
+                    scalars = [*w, *u, *g]
+                    vectors = []
+                    acts = []
+                    for i, (vals, n, c) in self._acts.items():
+                        vec = len(vals) > 2 and vals[2].dim() == 1
+                        scalars += vals[:2] if vec else vals
+                        if vec:
+                            vectors.append(vals[2])
+                        acts.append((i, n, c, 2 if vec else len(vals), vec))
+                    bns = []
+                    for b, (shift, frozen) in self._bn_vals.items():
+                        bns.append((b, shift is not None, frozen))
+                        if shift is not None:
+                            scalars.append(shift)
+                    dev = w[0].device
+                    if any(t.device != dev for t in scalars + vectors):
+                        scalars = [t.to(dev) for t in scalars]
+                        vectors = [t.to(dev) for t in vectors]
+                    # One tensor for the whole step: a handful of kernels, not dozens.
+                    flat = torch.stack(scalars).float()
+                    if vectors:
+                        flat = torch.cat([flat, *vectors])
+                    self._rows.append((step, flat, _Layout(acts, bns)))
+        except Exception as exc:
+            self.monitor.monitor_error("updates", exc)
         finally:
             self._before = None
-            self._grad_norms = None
+            self._norms = []
             self._acts = {}
-            self._forward_order = []
+            self._bn_vals = {}
             self._opt_step += 1
             self._sampling = self.schedule.sampled(self._opt_step)
-            self._set_forward_hooks(self._sampling or self._hunt)
+            self._acting = self._activations_due(self._opt_step)
+            self._set_forward_hooks(self._acting or self._hunt)
 
     # --- user calls ---------------------------------------------------------------------
     def log(self, loss: torch.Tensor | float | None = None, **scalars: float) -> None:
         """Record this step's loss (a tensor is kept as is and read back later) and any
         other per-step scalars (`train/<name>_step`). Call once per optimizer step."""
         step = self._step
-        with self.monitor.guard("log"):
-            if loss is not None:
-                value = loss.detach().reshape(()) if isinstance(loss, torch.Tensor) \
-                    else float(loss)
-                self._losses.append((step, value))
-            for name, v in scalars.items():
-                self.monitor.scalar(f"train/{name}_step", _to_float(v), step)
-        self._step += 1
-        if self.schedule.sync_due(step) or self._hunt:
+        if loss is not None:
+            try:  # the whole per-step cost: one detach and an append
+                self._losses.append((step, loss.detach() if isinstance(loss, torch.Tensor)
+                                     else float(loss)))
+            except Exception as exc:
+                self.monitor.monitor_error("log", exc)
+        if scalars:
+            with self.monitor.guard("log"):
+                for name, v in scalars.items():
+                    self.monitor.scalar(f"train/{name}_step", _to_float(v), step)
+        self._step = step + 1
+        if (step + 1) % self._every == 0 or self._hunt:  # Schedule.sync_due, inlined
             self._sync()
-        self.monitor.raise_if_stopping()
+        if self.monitor.should_stop:
+            self.monitor.raise_if_stopping()
 
     def log_epoch(self, **metrics: float | torch.Tensor) -> None:
         """Record end-of-epoch metrics: `val_loss`, `val_accuracy`, `train_accuracy`,
@@ -344,20 +464,18 @@ class Doctor:
         self._losses, self._rows = [], []
         if losses or rows:
             with self.monitor.guard("sync"):
-                tensors = [v.float().reshape(1) for _, v in losses
-                           if isinstance(v, torch.Tensor)]
-                parts = tensors + [r for _, r in rows]
+                tensors = [v.reshape(1) for _, v in losses if isinstance(v, torch.Tensor)]
+                parts = tensors + [r for _, r, _ in rows]
                 if len({t.device for t in parts}) > 1:
                     parts = [t.cpu() for t in parts]
-                host = torch.cat(parts).cpu().numpy().astype(np.float64) if parts \
+                host = torch.cat(parts).float().cpu().numpy().astype(np.float64) if parts \
                     else np.zeros(0)
                 it = iter(host[: len(tensors)].tolist())
                 values = [next(it) if isinstance(v, torch.Tensor) else v for _, v in losses]
                 self._take_losses([st for st, _ in losses], values)
                 if rows:
-                    width = (len(host) - len(tensors)) // len(rows)
-                    table = host[len(tensors):].reshape(len(rows), width)
-                    steps = [st for st, _ in rows]
+                    table = self._host_table(host[len(tensors):], [lay for _, _, lay in rows])
+                    steps = [st for st, _, _ in rows]
                     self._host_rows.append((steps, table))
                     if not self.monitor.has_live_finding("nan-origin"):
                         self._find_nan_origin(steps, table)
@@ -371,6 +489,40 @@ class Doctor:
         if now - self._last_check >= self.check_interval_s:
             self._drain()
             self._check()
+
+    def _host_table(self, flat: np.ndarray, layouts: list[_Layout]) -> np.ndarray:
+        """The read-back values of sampled steps as a fixed-width table, one row per
+        step: weight, update and grad norms per parameter, `STATS` per hooked layer
+        (NaN where the layer did not run), its forward position (-1: did not run),
+        then bn_shift and bn_frozen per BatchNorm layer."""
+        n_p, n_a, n_b, n_s = len(self._params), len(self._hooked), len(self._bns), len(STATS)
+        a0 = 3 * n_p
+        o0 = a0 + n_a * n_s
+        b0 = o0 + n_a
+        table = np.full((len(layouts), b0 + 2 * n_b), math.nan)
+        table[:, o0:b0] = -1.0
+        pos = 0
+        for r, lay in enumerate(layouts):
+            table[r, :a0] = flat[pos:pos + a0]
+            pos += a0
+            stats = []
+            for _, _, _, k, _ in lay.acts:
+                stats.append(flat[pos:pos + k])
+                pos += k
+            for b, has_shift, frozen in lay.bns:
+                if has_shift:
+                    table[r, b0 + b] = flat[pos]
+                    pos += 1
+                table[r, b0 + n_b + b] = 1.0 if frozen else 0.0
+            for order, ((i, n, units, _, vec), vals) in enumerate(
+                    zip(lay.acts, stats, strict=True)):
+                if vec:
+                    vals = np.concatenate([vals, flat[pos:pos + units]])
+                    pos += units
+                table[r, a0 + i * n_s:a0 + (i + 1) * n_s] = _finish_stats(
+                    vals, n, units, self._hooked[i][2])
+                table[r, o0 + i] = order
+        return table
 
     def _drain(self) -> None:
         """Write the values waiting on the host into the store."""
@@ -411,12 +563,16 @@ class Doctor:
 
     def _split(self, table: np.ndarray) -> tuple[np.ndarray, ...]:
         """(layer weight norms, update norms, grad norms, activation stats, forward
-        order) of a read-back table; parameter norms are combined per layer."""
-        n_p, n_l, n_a = len(self._params), len(self._param_layers), len(self._hooked)
+        order, bn_shift, bn_frozen) of a `_host_table`; parameter norms are combined
+        per layer."""
+        n_p, n_l, n_a, n_b = (len(self._params), len(self._param_layers), len(self._hooked),
+                              len(self._bns))
         rows = table.shape[0]
         w, u, g = table[:, :n_p], table[:, n_p:2 * n_p], table[:, 2 * n_p:3 * n_p]
-        acts = table[:, 3 * n_p:3 * n_p + n_a * len(STATS)].reshape(rows, n_a, len(STATS))
-        order = table[:, 3 * n_p + n_a * len(STATS):]
+        a1 = 3 * n_p + n_a * len(STATS)
+        acts = table[:, 3 * n_p:a1].reshape(rows, n_a, len(STATS))
+        order = table[:, a1:a1 + n_a]
+        shift, frozen = table[:, a1 + n_a:a1 + n_a + n_b], table[:, a1 + n_a + n_b:]
         idx = np.asarray(self._param_layer, dtype=np.int64)
 
         def per_layer(norms: np.ndarray) -> np.ndarray:
@@ -424,31 +580,38 @@ class Doctor:
             np.add.at(sq.T, idx, (norms ** 2).T)
             return np.sqrt(sq)
 
-        return per_layer(w), per_layer(u), per_layer(g), acts, order
+        return per_layer(w), per_layer(u), per_layer(g), acts, order, shift, frozen
 
     def _write_rows(self, steps: list[int], table: np.ndarray) -> None:
-        lw, lu, lg, acts, _ = self._split(table)
+        lw, lu, lg, acts, _, shift, frozen = self._split(table)
+        store = self.monitor.store
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = lu / lw
         for j, name in enumerate(self._param_layers):
             for tag, col in (("weight_norm", lw), ("update_norm", lu), ("update_ratio", ratio),
                              ("grad_norm", lg)):
-                self.monitor.store.add_scalars(f"layer/{name}/{tag}", steps, col[:, j])
+                store.add_scalars(f"layer/{name}/{tag}", steps, col[:, j])
         for k, (name, _, kind) in enumerate(self._hooked):
+            seen = ~np.isnan(acts[:, k, 4])  # the layer ran on that step
+            if not seen.any():
+                continue
+            seen_steps = [s for s, ok in zip(steps, seen, strict=True) if ok]
             for c, stat in enumerate(STATS):
                 if stat == "dead_fraction" and kind != "relu":
                     continue
                 if stat == "saturated_fraction" and kind not in ("sigmoid", "tanh"):
                     continue
-                col = acts[:, k, c]
-                seen = ~np.isnan(acts[:, k, 4])  # the layer ran on that step
-                if seen.any():
-                    self.monitor.store.add_scalars(
-                        f"layer/{name}/{stat}", [s for s, ok in zip(steps, seen, strict=True)
-                                                  if ok], col[seen])
+                store.add_scalars(f"layer/{name}/{stat}", seen_steps, acts[seen, k, c])
+        for b, (name, _) in enumerate(self._bns):
+            for tag, col in (("bn_frozen", frozen), ("bn_shift", shift)):
+                ok = ~np.isnan(col[:, b])
+                if ok.any():
+                    store.add_scalars(f"layer/{name}/{tag}",
+                                      [s for s, y in zip(steps, ok, strict=True) if y],
+                                      col[ok, b])
 
     def _find_nan_origin(self, steps: list[int], table: np.ndarray) -> None:
-        _, _, grads, acts, order = self._split(table)
+        _, _, grads, acts, order, _, _ = self._split(table)
         for r, step in enumerate(steps):
             bad_fwd = [(order[r, k], k) for k in range(acts.shape[1])
                        if order[r, k] >= 0 and acts[r, k, 4] > 0]
