@@ -1,8 +1,14 @@
 """Wall-time overhead of the live doctor: a small CNN on scikit-learn's digits,
-trained with the default `lossdoctor.torch.Doctor` and without, alternately
-(A B A B ...), several repeats; the ratio of the medians is reported (goal <= 1.03).
+trained with the default `lossdoctor.torch.Doctor` (or `lossdoctor.keras.Doctor` with a
+64-sample probe) and without, alternately (A B A B ...), several repeats; the ratio of
+the medians is reported (goal <= 1.03).
 
-    .venv/bin/python benchmarks/bench_live_overhead.py [--repeats 7] [--epochs 3]
+    .venv/bin/python benchmarks/bench_live_overhead.py [--framework torch|keras|both]
+        [--repeats 7] [--epochs 3] [--keras-epochs 6] [--keras-batch 32] [--keras-width 1]
+
+Keras: `fit` is timed whole (tracing, the Doctor's probe tracing and closing
+diagnosis included) and in steady state (from the start of the second epoch to the
+end of `fit`, so the one-off tf.function tracing of both arms is left out).
 """
 
 from __future__ import annotations
@@ -52,11 +58,101 @@ def torch_trial(with_doctor: bool, epochs: int, run_dir: Path) -> float:
     return time.perf_counter() - start
 
 
+def keras_trial(with_doctor: bool, epochs: int, run_dir: Path, batch: int = 32,
+                width: int = 1) -> tuple[float, float, float, float]:
+    """(whole fit, steady state from epoch 2) in seconds of wall time, then the same
+    in the process's CPU time (less sensitive to other jobs on a shared machine);
+    `width` multiplies the CNN's channels and units (a slower step)."""
+    import keras
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    from lossdoctor.keras import Doctor
+
+    x, y = load_digits(return_X_y=True)
+    x = ((x - x.mean()) / x.std()).astype(np.float32).reshape(-1, 8, 8, 1)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((8, 8, 1)),
+        keras.layers.Conv2D(16 * width, 3, padding="same", activation="relu"),
+        keras.layers.Conv2D(32 * width, 3, padding="same", activation="relu"),
+        keras.layers.MaxPooling2D(2), keras.layers.Flatten(),
+        keras.layers.Dense(64 * width, activation="relu"), keras.layers.Dense(10),
+    ])
+    model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+
+    class Clock(keras.callbacks.Callback):  # last in the list: after the Doctor's close
+        def on_epoch_begin(self, epoch: int, logs: object = None) -> None:
+            if epoch == 1:
+                self.steady = time.perf_counter()
+                self.steady_cpu = time.process_time()
+
+        def on_train_end(self, logs: object = None) -> None:
+            self.end = time.perf_counter()
+            self.end_cpu = time.process_time()
+
+    clock = Clock()
+    callbacks = [Doctor(run_dir, probe=(x[:64], y[:64]), verbose=False)] if with_doctor \
+        else []
+    start, start_cpu = time.perf_counter(), time.process_time()
+    model.fit(x, y, batch_size=batch, epochs=epochs, shuffle=True, verbose=0,
+              callbacks=[*callbacks, clock])
+    return (clock.end - start, clock.end - clock.steady, clock.end_cpu - start_cpu,
+            clock.end_cpu - clock.steady_cpu)
+
+
+def report(label: str, steps: int, base: list[float], live: list[float]) -> None:
+    mb, ml = statistics.median(base), statistics.median(live)
+    print(f"  {label}without doctor: median {mb:.3f} s  ({1e3 * mb / steps:.2f} ms/step)  "
+          f"all {[round(b, 3) for b in base]}")
+    print(f"  {label}with doctor:    median {ml:.3f} s  ({1e3 * ml / steps:.2f} ms/step)  "
+          f"all {[round(v, 3) for v in live]}")
+    print(f"  {label}ratio (medians): {ml / mb:.3f}   ratio (min of repeats): "
+          f"{min(live) / min(base):.3f}")
+
+
+def bench_keras(repeats: int, epochs: int, batch: int = 32, width: int = 1) -> None:
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(1)  # steadier timings
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        keras_trial(False, 2, Path(tmp) / "warm0", batch, width)  # imports, first traces
+        keras_trial(True, 2, Path(tmp) / "warm1", batch, width)
+        base, live = [], []
+        for r in range(repeats):
+            base.append(keras_trial(False, epochs, Path(tmp) / f"b{r}", batch, width))
+            live.append(keras_trial(True, epochs, Path(tmp) / f"l{r}", batch, width))
+    per_epoch = -(-1797 // batch)
+    print(f"keras CNN (width x{width}, batch {batch}), digits, {epochs} epochs x "
+          f"{per_epoch} steps, {repeats} repeats (ABAB)")
+    report("whole fit: ", epochs * per_epoch, [b[0] for b in base], [v[0] for v in live])
+    report("steady (epochs 2+): ", (epochs - 1) * per_epoch, [b[1] for b in base],
+           [v[1] for v in live])
+    report("CPU time, whole fit: ", epochs * per_epoch, [b[2] for b in base],
+           [v[2] for v in live])
+    report("CPU time, steady: ", (epochs - 1) * per_epoch, [b[3] for b in base],
+           [v[3] for v in live])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--keras-epochs", type=int, default=6)
+    parser.add_argument("--keras-batch", type=int, default=32)
+    parser.add_argument("--keras-width", type=int, default=1,
+                        help="multiplies the Keras CNN's channels and units")
+    parser.add_argument("--framework", choices=("torch", "keras", "both"), default="both")
     args = parser.parse_args()
+    if args.framework in ("keras", "both"):
+        bench_keras(args.repeats, args.keras_epochs, args.keras_batch, args.keras_width)
+    if args.framework in ("torch", "both"):
+        bench_torch(args.repeats, args.epochs)
+
+
+def bench_torch(repeats: int, epochs: int) -> None:
     import torch
 
     torch.set_num_threads(1)  # steadier timings on a shared machine
@@ -64,18 +160,12 @@ def main() -> None:
         torch_trial(False, 1, Path(tmp) / "warm0")  # warm-up: imports, allocator
         torch_trial(True, 1, Path(tmp) / "warm1")
         base, live = [], []
-        for r in range(args.repeats):
-            base.append(torch_trial(False, args.epochs, Path(tmp) / f"b{r}"))
-            live.append(torch_trial(True, args.epochs, Path(tmp) / f"l{r}"))
-    mb, ml = statistics.median(base), statistics.median(live)
-    steps = args.epochs * (1797 // 32)
-    print(f"torch CNN, digits, {args.epochs} epochs x {1797 // 32} steps, "
-          f"{args.repeats} repeats (ABAB)")
-    print(f"  without doctor: median {mb:.3f} s  ({1e3 * mb / steps:.2f} ms/step)  "
-          f"all {[round(b, 3) for b in base]}")
-    print(f"  with doctor:    median {ml:.3f} s  ({1e3 * ml / steps:.2f} ms/step)  "
-          f"all {[round(v, 3) for v in live]}")
-    print(f"  ratio (medians): {ml / mb:.3f}")
+        for r in range(repeats):
+            base.append(torch_trial(False, epochs, Path(tmp) / f"b{r}"))
+            live.append(torch_trial(True, epochs, Path(tmp) / f"l{r}"))
+    print(f"torch CNN, digits, {epochs} epochs x {1797 // 32} steps, "
+          f"{repeats} repeats (ABAB)")
+    report("", epochs * (1797 // 32), base, live)  # medians and min-of-repeats ratios
 
 
 if __name__ == "__main__":
