@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 
 
-def torch_trial(with_doctor: bool, epochs: int, run_dir: Path) -> float:
+def torch_trial(with_doctor: bool, epochs: int, run_dir: Path,
+                every_step: bool = False) -> float:
     import torch
     from sklearn.datasets import load_digits
 
@@ -38,7 +39,10 @@ def torch_trial(with_doctor: bool, epochs: int, run_dir: Path) -> float:
         torch.nn.Linear(64, 10),
     )
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    doc = Doctor(model, opt, run_dir, verbose=False) if with_doctor else None
+    # every_step: every signal on every step, the configuration tools like Cockpit
+    # are measured in; the default samples.
+    options = {"every": 1, "dense_every": 1, "activation_every": 1} if every_step else {}
+    doc = Doctor(model, opt, run_dir, verbose=False, **options) if with_doctor else None
     gen = torch.Generator().manual_seed(0)
     start = time.perf_counter()
     for _ in range(epochs):
@@ -145,26 +149,29 @@ def main() -> None:
     parser.add_argument("--keras-width", type=int, default=1,
                         help="multiplies the Keras CNN's channels and units")
     parser.add_argument("--framework", choices=("torch", "keras", "both"), default="both")
+    parser.add_argument("--every-step", action="store_true",
+                        help="PyTorch: every signal on every step instead of the default "
+                        "sampling")
     args = parser.parse_args()
     if args.framework in ("keras", "both"):
         bench_keras(args.repeats, args.keras_epochs, args.keras_batch, args.keras_width)
     if args.framework in ("torch", "both"):
-        bench_torch(args.repeats, args.epochs)
+        bench_torch(args.repeats, args.epochs, args.every_step)
 
 
-def bench_torch(repeats: int, epochs: int) -> None:
+def bench_torch(repeats: int, epochs: int, every_step: bool = False) -> None:
     import torch
 
     torch.set_num_threads(1)  # steadier timings on a shared machine
     with tempfile.TemporaryDirectory() as tmp:
         torch_trial(False, 1, Path(tmp) / "warm0")  # warm-up: imports, allocator
-        torch_trial(True, 1, Path(tmp) / "warm1")
+        torch_trial(True, 1, Path(tmp) / "warm1", every_step)
         base, live = [], []
         for r in range(repeats):
             base.append(torch_trial(False, epochs, Path(tmp) / f"b{r}"))
-            live.append(torch_trial(True, epochs, Path(tmp) / f"l{r}"))
+            live.append(torch_trial(True, epochs, Path(tmp) / f"l{r}", every_step))
     print(f"torch CNN, digits, {epochs} epochs x {1797 // 32} steps, "
-          f"{repeats} repeats (ABAB)")
+          f"{repeats} repeats (ABAB){', every signal every step' if every_step else ''}")
     report("", epochs * (1797 // 32), base, live)  # medians and min-of-repeats ratios
 
 
