@@ -26,6 +26,9 @@ Direction = Literal["falling", "flat", "rising"]
 T_CRIT = 3.0
 # How large it must be to matter: a fraction of the curve's level (or range).
 MIN_RELATIVE_CHANGE = 0.05
+# ... and never less than this share of the level itself: a flat, quiet curve has a
+# tiny range, and a drift of 0.0008 on a loss of 2.3 is not a trend worth a verdict.
+MIN_LEVEL_CHANGE = 0.01
 
 
 def mad_sigma(values: np.ndarray) -> float:
@@ -142,6 +145,8 @@ def trend(
     t = abs(change) / se if se > 0 else (math.inf if change != 0 else 0.0)
     ref = abs(start) if scale is None else scale
     big_enough = abs(change) > min_relative * ref if ref > 0 else change != 0
+    if start > 0:
+        big_enough = big_enough and abs(change) >= MIN_LEVEL_CHANGE * start
     direction: Direction = "flat"
     if t >= t_crit and big_enough and n >= 3:
         direction = "falling" if change < 0 else "rising"
