@@ -59,10 +59,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                 traceback.print_exc()
                 return 3
             print(f"{time.perf_counter() - t0:.1f}s", flush=True)
-    print(
-        f"trained {len(trainers) * len(DEMO_SCENARIOS)} runs in "
-        f"{time.perf_counter() - started:.0f}s\n"
-    )
+    # The same kind of training under the live doctor: per-layer signals, and a fault
+    # only the layers show (dead ReLU units).
+    import live_digits
+
+    for framework, live_train in (("torch", live_digits.train_torch),
+                                  ("keras", live_digits.train_keras)):
+        for fault in live_digits.FAULTS:
+            run_dir = out / f"live-{framework}-{fault}"
+            if run_dir.exists():
+                shutil.rmtree(run_dir)
+            print(f"training {framework:5s} {fault:11s} -> {run_dir} (live doctor) ...",
+                  end=" ", flush=True)
+            t0 = time.perf_counter()
+            try:
+                live_train(run_dir, fault)
+            except Exception:
+                print("failed")
+                traceback.print_exc()
+                return 3
+            print(f"{time.perf_counter() - t0:.1f}s", flush=True)
+    runs = len(trainers) * len(DEMO_SCENARIOS) + 2 * len(live_digits.FAULTS)
+    print(f"trained {runs} runs in {time.perf_counter() - started:.0f}s\n")
 
     # The whole folder as a table, then the full story of two of its runs.
     for target, extra in (
