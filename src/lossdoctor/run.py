@@ -67,6 +67,27 @@ class Series:
         )
 
 
+@dataclass(frozen=True, eq=False)
+class Histogram:
+    """One histogram of a tag at one step, as TensorBoard stores it: `bucket[i]` values
+    in (bucket_limit[i-1], bucket_limit[i]] (the first bucket starts at `min`)."""
+
+    step: int
+    bucket_limit: np.ndarray  # float64, right edge of each bucket
+    bucket: np.ndarray  # float64 counts, same shape
+    min: float
+    max: float
+    num: float
+
+    def edges(self) -> np.ndarray:
+        """len(bucket) + 1 bucket edges: `min`, then the bucket limits (TensorBoard
+        writers put huge sentinels at the outer ends; those are clipped to min/max)."""
+        if self.bucket_limit.shape[0] == 0:
+            return np.array([self.min, self.max], dtype=np.float64)
+        inner = np.clip(self.bucket_limit, self.min, max(self.max, self.min))
+        return np.concatenate([[min(self.min, float(inner[0]))], inner])
+
+
 @dataclass
 class Run:
     """A training run: named series plus metadata."""
@@ -78,6 +99,8 @@ class Run:
     meta: dict[str, object] = field(default_factory=dict)
     # Problems the reader met but read past (a truncated last record, a skipped row).
     warnings: list[str] = field(default_factory=list)
+    # Histograms over time, by tag as written (`layer/fc1/weight_hist`), step order.
+    histograms: dict[str, list[Histogram]] = field(default_factory=dict)
 
     def get(self, key: str) -> Series | None:
         return self.series.get(key)

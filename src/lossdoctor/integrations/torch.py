@@ -42,6 +42,7 @@ STATS = ("act_mean", "act_std", "dead_fraction", "saturated_fraction", "nan_coun
 SATURATION = 0.99  # sigmoid outside [0.01, 0.99], |tanh| above 0.99
 CHECK_INTERVAL_S = 10.0  # full diagnosis (new findings printed) at most this often
 FLUSH_INTERVAL_S = 2.0  # event-file writes at most this often (and at each epoch end)
+HISTOGRAM_BINS = 30
 
 __all__ = ["Doctor", "StopTraining"]
 
@@ -147,6 +148,11 @@ class Doctor:
     flush_interval_s: write to the event file at most this often (and at every epoch
         end, `flush()` and `close()`): what a `kill -9` can lose.
     hparams: extra hyperparameters to store in run.json.
+    histogram_every: per-layer weight and gradient histograms (`layer/<name>/weight_hist`,
+        `layer/<name>/grad_hist`; 30 equal bins over the finite values' [min, max],
+        binned on the device with `torch.histc`, read back in one transfer) on step 0
+        and every `histogram_every` (200) optimizer steps; 0 disables them. Weights are
+        taken before the step, like the weight norms.
 
     BatchNorm layers (watched even when their weights are not trained) also record
     `bn_frozen` (1 while they normalize with, or never update, their running
@@ -170,6 +176,7 @@ class Doctor:
         dense_steps: int = 100,
         dense_every: int = 5,
         activation_every: int = 2,
+        histogram_every: int = 200,
         check_interval_s: float = CHECK_INTERVAL_S,
         flush_interval_s: float = FLUSH_INTERVAL_S,
         hparams: Mapping[str, Any] | None = None,
@@ -183,6 +190,9 @@ class Doctor:
         if activation_every < 1:
             raise ValueError(f"activation_every >= 1 must hold, but got {activation_every}")
         self.activation_every = activation_every
+        if histogram_every < 0:
+            raise ValueError(f"histogram_every >= 0 must hold, but got {histogram_every}")
+        self.histogram_every = histogram_every
         self._in_opt = {id(p) for g in optimizer.param_groups for p in g["params"]}
         # Layers in depth order (registration order): those with weights in the
         # optimizer get weight/update/grad signals; those and activations get
@@ -224,6 +234,7 @@ class Doctor:
                       "summary": str(model)[:20000]},
             "layers": layers_meta,
             "activation_every": activation_every,
+            "histogram_every": histogram_every,
             "hparams": {"optimizer": type(optimizer).__name__,
                         **_group_hparams(optimizer), **dict(hparams or {})},
         }
@@ -313,7 +324,50 @@ class Doctor:
 
         return hook
 
+    def _write_histograms(self, step: int) -> None:
+        """Weight and gradient histograms per layer: binned on the device over each
+        tensor's finite [min, max], then one read-back for all layers."""
+        bins = HISTOGRAM_BINS
+        n_l = len(self._param_layers)
+        per_layer: list[list[torch.Tensor]] = [[] for _ in range(n_l)]
+        grads_of: list[list[torch.Tensor]] = [[] for _ in range(n_l)]
+        for p, j in zip(self._params, self._param_layer, strict=True):
+            per_layer[j].append(p.detach().reshape(-1))
+            if p.grad is not None:
+                grads_of[j].append(p.grad.detach().reshape(-1))
+        parts: list[torch.Tensor] = []
+        tags: list[str] = []
+        with torch.no_grad():
+            for j, name in enumerate(self._param_layers):
+                for kind, tensors in (("weight_hist", per_layer[j]), ("grad_hist", grads_of[j])):
+                    if not tensors:
+                        continue
+                    x = torch.cat(tensors).float()
+                    finite = torch.isfinite(x)
+                    lo = torch.where(finite, x, math.inf).min()
+                    hi = torch.where(finite, x, -math.inf).max()
+                    span = torch.where(hi > lo, hi - lo, torch.ones_like(lo))
+                    y = torch.where(finite, (x - lo) / span, -1.0)  # outside [0, 1]: left out
+                    counts = torch.histc(y, bins=bins, min=0.0, max=1.0)
+                    parts.append(torch.cat([torch.stack([lo, span]), counts]))
+                    tags.append(f"layer/{name}/{kind}")
+            if not parts:
+                return
+            dev = parts[0].device
+            host = torch.stack([t.to(dev) for t in parts]).cpu().double().numpy()
+        for tag, row in zip(tags, host, strict=True):
+            start, width, counts = float(row[0]), float(row[1]), row[2:]
+            if not (math.isfinite(start) and math.isfinite(width)):
+                continue  # no finite value at all
+            self.monitor.histogram(tag, start + width * np.linspace(0.0, 1.0, bins + 1), counts,
+                                   step)
+
     def _pre_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        if self.histogram_every and self._opt_step % self.histogram_every == 0 and self._params:
+            try:
+                self._write_histograms(self._opt_step)
+            except Exception as exc:
+                self.monitor.monitor_error("histograms", exc)
         if not (self._sampling or self._hunt) or not self._params:
             return
         try:

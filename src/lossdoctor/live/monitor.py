@@ -124,6 +124,10 @@ class LiveMonitor:
     def scalar(self, tag: str, value: float, step: int) -> None:
         self.store.add_scalar(tag, value, step)
 
+    def histogram(self, tag: str, edges: Any, counts: Any, step: int) -> None:
+        """A binned histogram (see `RunStore.histogram`)."""
+        self.store.histogram(tag, edges, counts, step)
+
     def flush(self) -> None:
         with self.guard("flush"):
             self.store.flush()

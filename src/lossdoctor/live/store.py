@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from lossdoctor.run import Run, Series
+from lossdoctor.run import Histogram, Run, Series
 from lossdoctor.sources.rundir import MARKER, RUN_JSON, run_from_raw
 from lossdoctor.sources.tbwriter import EventFileWriter
 
@@ -82,6 +82,7 @@ class RunStore:
         self._writer = EventFileWriter(self.run_dir, max_queue=1 << 30)
         self._steps: dict[str, list[int]] = {}
         self._values: dict[str, list[float]] = {}
+        self._histograms: dict[str, list[Histogram]] = {}
         self.write_meta()
 
     def add_scalar(self, tag: str, value: float, step: int) -> None:
@@ -98,6 +99,17 @@ class RunStore:
         self._steps.setdefault(tag, []).extend(int(s) for s in steps)
         self._values.setdefault(tag, []).extend(vs)
 
+    def histogram(self, tag: str, edges: np.ndarray, counts: np.ndarray, step: int) -> None:
+        """A histogram already binned: `counts[i]` values in [edges[i], edges[i+1]]
+        (len(edges) == len(counts) + 1), written as TensorBoard's HistogramProto and kept
+        in memory as a reader of the event file sees it."""
+        e = np.asarray(edges, dtype=np.float64).reshape(-1)
+        c = np.asarray(counts, dtype=np.float64).reshape(-1)
+        self._writer.add_histogram_counts(tag, e, c, step)
+        self._histograms.setdefault(tag, []).append(Histogram(
+            step=int(step), bucket_limit=e[1:].copy(), bucket=c.copy(), min=float(e[0]),
+            max=float(e[-1]), num=float(c.sum())))
+
     def flush(self) -> None:
         self._writer.flush()
 
@@ -112,7 +124,7 @@ class RunStore:
         # Round-trip meta through JSON so it matches what a reader of run.json sees.
         meta = json.loads(json.dumps(_json_safe(self.meta)))
         return run_from_raw(self.raw(), meta, name=self.run_dir.resolve().name,
-                            source=str(self.run_dir))
+                            source=str(self.run_dir), histograms=self._histograms)
 
     def close(self) -> None:
         self.meta["status"] = "closed"

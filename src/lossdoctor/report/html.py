@@ -29,6 +29,7 @@ from lossdoctor.errors import InputError
 from lossdoctor.findings import Finding, Severity
 from lossdoctor.report.plotdata import (
     Heatmap,
+    HistogramPanel,
     Line,
     LinePlot,
     Marker,
@@ -513,6 +514,56 @@ def _colorbar(hm: Heatmap, uid: str, x: float, y: float) -> str:
             f"box: healthy {_fmt_tick(10 ** hm.band[0])} … {_fmt_tick(10 ** hm.band[1])}</text>")
 
 
+# --- histograms over time --------------------------------------------------------------
+
+HIST_W, HIST_H = SMALL_W, 200
+_HIST_EMPTY, _HIST_FULL = np.array([255, 255, 255]), np.array([30, 58, 138])
+HIST_KIND_WORDS = {"weight_hist": "weights", "grad_hist": "gradients"}
+
+
+def histogram_colors(density: np.ndarray) -> np.ndarray:
+    """(bins, columns, 3) pixels, highest bin on top: white where no values fell,
+    dark blue at each column's densest bin (square root, so thin tails still show)."""
+    peak = density.max(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.sqrt(np.where(peak > 0, density / np.where(peak > 0, peak, 1.0), 0.0))
+    t = t.T[::-1][..., None]
+    return np.asarray(np.round(_HIST_EMPTY + (_HIST_FULL - _HIST_EMPTY) * t), dtype=np.uint8)
+
+
+def draw_histogram_panel(panel: HistogramPanel) -> str:
+    """A histogram tag over time: x = step (one column per histogram), y = value bins,
+    shade = the fraction of values in the bin."""
+    left, right = MARGIN_L, HIST_W - MARGIN_R
+    top, bottom = MARGIN_T - 12, HIST_H - MARGIN_B
+    png = base64.b64encode(png_bytes(histogram_colors(panel.density))).decode()
+    kind = HIST_KIND_WORDS.get(panel.kind, panel.kind)
+    title = f"{panel.layer} · {kind}" if kind else panel.layer
+    out = [f'<svg viewBox="0 0 {HIST_W} {HIST_H}" role="img" '
+           f'aria-label="{_esc(title)} histograms over time">',
+           f'<image x="{left}" y="{top}" width="{right - left}" height="{bottom - top}" '
+           f'preserveAspectRatio="none" class="ld-pixels" href="data:image/png;base64,{png}"/>',
+           f'<rect x="{left}" y="{top}" width="{right - left}" height="{bottom - top}" '
+           'fill="none" stroke="#d1d5db"/>']
+    ys = _Scale(float(panel.edges[0]), float(panel.edges[-1]), bottom, top, log=False)
+    for t in ys.ticks():
+        if panel.edges[0] <= t <= panel.edges[-1]:
+            out.append(f'<text class="ld-ytick" x="{left - 6}" y="{ys.one(t) + 4:.1f}">'
+                       f"{_esc(_fmt_tick(t))}</text>")
+    n = int(panel.steps.shape[0])
+    col_w = (right - left) / max(n, 1)
+    picks = sorted({0, n // 2, n - 1}) if n else []
+    for i in picks:
+        x = left + (i + 0.5) * col_w
+        out.append(f'<text class="ld-xtick" x="{x:.1f}" y="{bottom + 14}">'
+                   f"{_esc(_fmt_tick(float(panel.steps[i])))}</text>")
+    out.append(f'<text class="ld-xlabel" x="{(left + right) / 2:.0f}" y="{bottom + 30}">'
+               "step</text></svg>")
+    return (f'<figure class="ld-fig ld-hist" data-plot="hist:{_esc(panel.tag)}"><figcaption>'
+            f"<strong>{_esc(title)}</strong><span class=\"ld-note\">{n} histograms; "
+            f"shade = share of values</span></figcaption>{''.join(out)}</figure>")
+
+
 # --- page ------------------------------------------------------------------------------
 
 
@@ -585,6 +636,7 @@ def _run_section(d: Diagnosis, index: int, plots: RunPlots) -> str:
         uid = f"{anchor}-l{i}"
         layer_figs.append(draw_heatmap(lp, anchor, uid) if isinstance(lp, Heatmap)
                           else draw_line_plot(lp, anchor, uid, LAYER_W, SMALL_H))
+    hist_figs = "".join(draw_histogram_panel(h) for h in plots.histograms)
     findings = "".join(
         _finding_html(f, n, anchor, plots.signatures.get(n))
         for n, f in enumerate(d.findings, 1)
@@ -603,6 +655,8 @@ def _run_section(d: Diagnosis, index: int, plots: RunPlots) -> str:
         + "</div></div>"
         + (f'<h3>Layers</h3><div class="ld-plots ld-layers">{"".join(layer_figs)}</div>'
            if layer_figs else "")
+        + (f'<h3>Histograms over time</h3><div class="ld-plots ld-layers ld-hists">'
+           f"{hist_figs}</div>" if hist_figs else "")
         + f'<details class="ld-metabox"><summary>Run details</summary>'
         f'<table class="ld-kv">{_meta_rows(d)}</table></details></section>'
     )

@@ -103,6 +103,18 @@ class Heatmap:
     note: str = ""
 
 
+@dataclass(frozen=True, eq=False)
+class HistogramPanel:
+    """One histogram tag over time, rebinned onto shared value bins."""
+
+    tag: str  # as written: "layer/fc1/weight_hist"
+    layer: str  # "fc1" (the tag itself when it is not a layer tag)
+    kind: str  # "weight_hist", "grad_hist", ... ("" when not a layer tag)
+    steps: np.ndarray  # int64, one per column
+    edges: np.ndarray  # float64, len(bins) + 1 value edges shared by all columns
+    density: np.ndarray  # columns x bins: each column's fraction of values per bin
+
+
 @dataclass(frozen=True)
 class Signature:
     """A numeric signature in a finding, said as an equation."""
@@ -119,6 +131,7 @@ class RunPlots:
     lr: LinePlot | None
     layers: tuple[LinePlot | Heatmap, ...] = field(default_factory=tuple)
     signatures: dict[int, Signature] = field(default_factory=dict)  # finding number ->
+    histograms: tuple[HistogramPanel, ...] = ()
 
 
 # --- downsampling --------------------------------------------------------------------
@@ -562,6 +575,56 @@ def layer_plots(diagnosis: Diagnosis) -> tuple[LinePlot | Heatmap, ...]:
     return tuple(p for p in plots if p is not None)
 
 
+HISTOGRAM_MAX_COLUMNS = 120
+HISTOGRAM_BINS = 40
+
+
+def _rebin(edges: np.ndarray, counts: np.ndarray, shared: np.ndarray) -> np.ndarray:
+    """`counts` over `edges` moved onto `shared` edges, each bucket's values taken as
+    spread evenly over it (linear interpolation of the cumulative count)."""
+    cdf = np.concatenate([[0.0], np.cumsum(counts)])
+    if edges[-1] <= edges[0]:  # every value at one point: a step in the CDF there
+        at = float(edges[0])
+        return np.diff(np.where(shared >= at, cdf[-1], 0.0))
+    return np.diff(np.interp(shared, edges, cdf))
+
+
+def histogram_panels(run: Run, columns: int = HISTOGRAM_MAX_COLUMNS,
+                     bins: int = HISTOGRAM_BINS) -> tuple[HistogramPanel, ...]:
+    """One panel per histogram tag of `run`, in the order the tags were written: at
+    most `columns` steps (evenly picked), every histogram rebinned onto `bins` equal
+    bins over the range of all of them, and normalized per step (fractions summing to
+    1; all zero where a step had no values)."""
+    panels = []
+    for tag, hists in run.histograms.items():
+        hs = [h for h in hists if np.isfinite(h.min) and np.isfinite(h.max)
+              and np.isfinite(h.bucket_limit).all()]
+        if not hs:
+            continue
+        if len(hs) > columns:
+            pick = np.unique(np.round(np.linspace(0, len(hs) - 1, columns)).astype(np.int64))
+            hs = [hs[int(i)] for i in pick]
+        own = [h.edges() for h in hs]
+        lo = min(float(e[0]) for e in own)
+        hi = max(float(e[-1]) for e in own)
+        if not hi > lo:
+            lo, hi = lo - 0.5, hi + 0.5
+        shared = np.linspace(lo, hi, bins + 1)
+        density = np.zeros((len(hs), bins))
+        for c, (h, e) in enumerate(zip(hs, own, strict=True)):
+            moved = np.clip(_rebin(e, h.bucket, shared), 0.0, None)
+            total = float(moved.sum())
+            if total > 0:
+                density[c] = moved / total
+        name, sep, kind = tag[len(LAYER_PREFIX):].rpartition("/") \
+            if tag.startswith(LAYER_PREFIX) else ("", "", "")
+        layer, kind = (name, kind) if sep and name else (tag, "")
+        panels.append(HistogramPanel(tag=tag, layer=layer, kind=kind,
+                                     steps=np.array([h.step for h in hs], dtype=np.int64),
+                                     edges=shared, density=density))
+    return tuple(panels)
+
+
 def run_plots(diagnosis: Diagnosis, buckets: int = 600) -> RunPlots:
     """Every plot of one run's section."""
     signatures = {
@@ -575,4 +638,5 @@ def run_plots(diagnosis: Diagnosis, buckets: int = 600) -> RunPlots:
         lr=lr_plot(diagnosis, buckets),
         layers=layer_plots(diagnosis),
         signatures=signatures,
+        histograms=histogram_panels(diagnosis.run),
     )

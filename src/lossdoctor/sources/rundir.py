@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from lossdoctor.errors import InputError
-from lossdoctor.run import Run, Series
+from lossdoctor.run import Histogram, Run, Series
 from lossdoctor.sources.epochs import attach_epochs
 from lossdoctor.sources.names import canonicalize
 from lossdoctor.sources.tensorboard import looks_like_event_file, read_event_file
@@ -41,8 +41,10 @@ def is_lossdoctor_run_dir(path: str | Path) -> bool:
 
 
 def run_from_raw(raw: Mapping[str, Series], meta: Mapping[str, Any], *, name: str,
-                 source: str, warnings: list[str] | None = None) -> Run:
-    """A Run from raw scalar series (tag -> Series) and run.json's content."""
+                 source: str, warnings: list[str] | None = None,
+                 histograms: Mapping[str, list[Histogram]] | None = None) -> Run:
+    """A Run from raw scalar series (tag -> Series), run.json's content and any
+    histograms (tag -> histograms in step order)."""
     with_epochs = attach_epochs(raw)
     layers = {k: v for k, v in with_epochs.items() if k.startswith(LAYER_PREFIX)}
     others = {k: v for k, v in with_epochs.items() if not k.startswith(LAYER_PREFIX)}
@@ -51,7 +53,8 @@ def run_from_raw(raw: Mapping[str, Series], meta: Mapping[str, Any], *, name: st
     meta_out: dict[str, object] = dict(meta)
     meta_out["live_findings"] = list(meta.get("live_findings", []) or [])
     return Run(name=name, source=source, format=FORMAT, series=series, meta=meta_out,
-               warnings=list(warnings or []))
+               warnings=list(warnings or []),
+               histograms={k: list(v) for k, v in (histograms or {}).items()})
 
 
 def _event_files(folder: Path) -> list[Path]:
@@ -92,6 +95,7 @@ def read_run_dir(path: str | Path) -> Run:
     folder = Path(path)
     meta = read_run_json(folder)
     parts: dict[str, list[Series]] = {}
+    histograms: dict[str, list[Histogram]] = {}
     warnings: list[str] = []
     for f in _event_files(folder):
         try:
@@ -102,6 +106,8 @@ def read_run_dir(path: str | Path) -> Run:
         warnings.extend(events.warnings)
         for tag, part in events.scalars.items():
             parts.setdefault(tag, []).append(part)
+        for tag, hs in events.histograms.items():
+            histograms.setdefault(tag, []).extend(hs)
     raw = {
         tag: chunks[0] if len(chunks) == 1 else Series(
             np.concatenate([c.steps for c in chunks]),
@@ -110,7 +116,7 @@ def read_run_dir(path: str | Path) -> Run:
         for tag, chunks in parts.items()
     }
     return run_from_raw(raw, meta, name=folder.resolve().name or str(folder),
-                        source=str(folder), warnings=warnings)
+                        source=str(folder), warnings=warnings, histograms=histograms)
 
 
 __all__ = ["RUN_JSON", "is_lossdoctor_run_dir", "read_run_dir", "read_run_json", "run_from_raw"]

@@ -1,4 +1,5 @@
-"""Write TensorBoard event files in pure Python (scalars as `simple_value`).
+"""Write TensorBoard event files in pure Python (scalars as `simple_value`,
+histograms as `histo`).
 
 Records are encoded as they come and framed in batches: the data CRCs of a batch
 are computed together with numpy (`crc32c_many`), which keeps a million scalars
@@ -15,7 +16,7 @@ from functools import lru_cache
 from itertools import count
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 
@@ -93,6 +94,61 @@ def _step_field(step: int) -> bytes:
     return b"\x10" + _varint(step)
 
 
+def _double_field(key: int, value: float) -> bytes:
+    return bytes((key,)) + _F64.pack(value)
+
+
+class HistogramFields(NamedTuple):
+    """The numbers of a TensorBoard HistogramProto."""
+
+    minimum: float
+    maximum: float
+    num: float
+    total: float  # HistogramProto.sum
+    sum_squares: float
+    bucket_limit: np.ndarray  # right edge of each bucket
+    bucket: np.ndarray  # count of each bucket
+
+
+def encode_histogram_event(tag: str, step: int, wall_time: float,
+                           h: HistogramFields) -> bytes:
+    """Event{wall_time, step, summary{value{tag, histo: HistogramProto}}} as protobuf
+    bytes. `bucket_limit[i]` is the right edge of bucket i (TensorBoard's convention:
+    bucket i holds the values in (bucket_limit[i-1], bucket_limit[i]])."""
+    minimum, maximum, num, total, sum_squares = (float(h.minimum), float(h.maximum),
+                                                 float(h.num), float(h.total),
+                                                 float(h.sum_squares))
+    limits = np.ascontiguousarray(h.bucket_limit, dtype="<f8").reshape(-1)
+    counts = np.ascontiguousarray(h.bucket, dtype="<f8").reshape(-1)
+    if limits.shape != counts.shape:
+        raise ValueError(f"{limits.shape[0]} bucket limits but {counts.shape[0]} buckets")
+    histo = (_double_field(0x09, minimum) + _double_field(0x11, maximum)
+             + _double_field(0x19, num) + _double_field(0x21, total)
+             + _double_field(0x29, sum_squares))
+    if limits.shape[0]:
+        histo += _len_field(0x32, limits.tobytes()) + _len_field(0x3A, counts.tobytes())
+    value_msg = _len_field(0x0A, tag.encode("utf-8")) + _len_field(0x2A, histo)
+    head = b"\x09" + _F64.pack(wall_time)
+    if step:
+        head += b"\x10" + _varint(step)
+    return head + _len_field(0x2A, _len_field(0x0A, value_msg))
+
+
+def histogram_of(values: np.ndarray, bins: int = 30) -> HistogramFields:
+    """HistogramProto fields of `values` (non-finite values left out): `bins` equal
+    buckets over [min, max]."""
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    v = v[np.isfinite(v)]
+    if v.shape[0] == 0:
+        empty = np.zeros(0)
+        return HistogramFields(0.0, 0.0, 0.0, 0.0, 0.0, empty, empty)
+    lo, hi = float(v.min()), float(v.max())
+    counts, edges = np.histogram(v, bins=max(1, int(bins)),
+                                 range=(lo, hi) if hi > lo else (lo - 0.5, hi + 0.5))
+    return HistogramFields(lo, hi, float(v.shape[0]), float(v.sum()), float(np.dot(v, v)),
+                           edges[1:], counts.astype(np.float64))
+
+
 def encode_file_version_event(wall_time: float) -> bytes:
     return b"\x09" + _F64.pack(wall_time) + _len_field(0x1A, FILE_VERSION)
 
@@ -167,6 +223,40 @@ class EventFileWriter:
         if len(self._pending) >= self.max_queue:
             self.flush()
 
+    def add_histogram(self, tag: str, values: np.ndarray | list[float], step: int,
+                      wall_time: float | None = None, bins: int = 30) -> None:
+        """A histogram of `values` (`bins` equal buckets over [min, max]; NaN/inf left
+        out), as TensorBoard's HistogramProto."""
+        fields = histogram_of(np.asarray(values), bins)
+        self._add_histo(tag, step, wall_time, fields)
+
+    def add_histogram_counts(self, tag: str, edges: np.ndarray | list[float],
+                             counts: np.ndarray | list[float], step: int,
+                             wall_time: float | None = None, *,
+                             minimum: float | None = None, maximum: float | None = None,
+                             total: float = 0.0, sum_squares: float = 0.0) -> None:
+        """A histogram already binned: `counts[i]` values in [edges[i], edges[i+1]]
+        (len(edges) == len(counts) + 1). min/max default to the outer edges."""
+        e = np.asarray(edges, dtype=np.float64).reshape(-1)
+        c = np.asarray(counts, dtype=np.float64).reshape(-1)
+        if e.shape[0] != c.shape[0] + 1:
+            raise ValueError(f"{c.shape[0]} counts need {c.shape[0] + 1} edges, "
+                             f"but got {e.shape[0]}")
+        fields = HistogramFields(
+            float(e[0]) if minimum is None else float(minimum),
+            float(e[-1]) if maximum is None else float(maximum),
+            float(c.sum()), float(total), float(sum_squares), e[1:], c)
+        self._add_histo(tag, step, wall_time, fields)
+
+    def _add_histo(self, tag: str, step: int, wall_time: float | None,
+                   fields: HistogramFields) -> None:
+        if self._closed:
+            raise ValueError(f"{self.path}: the writer is closed")
+        wall = time.time() if wall_time is None else float(wall_time)
+        self._pending.append(encode_histogram_event(tag, int(step), wall, fields))
+        if len(self._pending) >= self.max_queue:
+            self.flush()
+
     def flush(self) -> None:
         if self._closed:
             return
@@ -193,8 +283,11 @@ class EventFileWriter:
 __all__ = [
     "FILE_VERSION",
     "EventFileWriter",
+    "HistogramFields",
     "encode_file_version_event",
+    "encode_histogram_event",
     "encode_scalar_event",
     "encode_scalar_events",
     "frame_records",
+    "histogram_of",
 ]

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from lossdoctor.errors import InputError
-from lossdoctor.run import Run, Series
+from lossdoctor.run import Histogram, Run, Series
 from lossdoctor.sources import protowire as pw
 from lossdoctor.sources.crc32c import crc32c_many, crc32c_rows, mask_array, masked_crc32c
 from lossdoctor.sources.epochs import attach_epochs
@@ -63,6 +63,8 @@ class EventScalars:
     warnings: list[str] = field(default_factory=list)
     file_version: str | None = None
     records: int = 0  # whole records read
+    # `histo` values (TensorBoard histograms) by tag, in the order written.
+    histograms: dict[str, list[Histogram]] = field(default_factory=dict)
 
 
 def looks_like_event_file(head: bytes) -> bool:
@@ -227,6 +229,48 @@ def _tensor_scalar(buf: bytes, start: int, end: int) -> float | None:
     return first
 
 
+_MAX_BUCKETS = 1 << 20
+
+
+def _packed_doubles(buf: bytes, a: int, b: int) -> np.ndarray:
+    if (b - a) % 8:
+        raise pw.ProtoError("packed doubles: length not a multiple of 8")
+    return np.frombuffer(buf, dtype="<f8", count=(b - a) // 8, offset=a).astype(np.float64)
+
+
+def _histogram(buf: bytes, start: int, end: int, step: int) -> Histogram | None:
+    """A HistogramProto (min 1, max 2, num 3, sum 4, sum_squares 5, bucket_limit 6,
+    bucket 7; doubles, the repeated ones packed or not); None when malformed or
+    inconsistent (bucket and limit counts differ, a negative or non-finite count)."""
+    nums = [0.0, 0.0, 0.0]
+    limits: list[np.ndarray] = []
+    counts: list[np.ndarray] = []
+    try:
+        for num, wire, _, a, b in pw.iter_fields(buf, start, end):
+            if num in (1, 2, 3) and wire == pw.I64:
+                nums[num - 1] = pw.fixed64_double(buf, a)
+            elif num in (6, 7):
+                out = limits if num == 6 else counts
+                if wire == pw.LEN:
+                    out.append(_packed_doubles(buf, a, b))
+                elif wire == pw.I64:
+                    out.append(_packed_doubles(buf, a, a + 8))
+                else:
+                    return None
+    except pw.ProtoError:
+        return None
+    lim = np.concatenate(limits) if limits else np.zeros(0)
+    cnt = np.concatenate(counts) if counts else np.zeros(0)
+    if lim.shape != cnt.shape or lim.shape[0] > _MAX_BUCKETS:
+        return None
+    if not (np.isfinite(cnt).all() and (cnt >= 0).all()) or np.isnan(lim).any():
+        return None
+    if lim.shape[0] > 1 and not bool((np.diff(lim) >= 0).all()):
+        return None
+    return Histogram(step=step, bucket_limit=lim, bucket=cnt, min=nums[0], max=nums[1],
+                     num=nums[2])
+
+
 class _Decoder:
     """The general path: one protobuf walk per record. Keeps the plugin each tag
     announced (TF writes the metadata with a tag's first value, maybe only then)."""
@@ -235,12 +279,16 @@ class _Decoder:
         self.buf = buf
         self.plugin_of: dict[str, str] = {}
         self.file_version: str | None = None
+        self.histograms: dict[str, list[Histogram]] = {}
+        self.bad_histograms = 0
+        self._histo_spans: list[tuple[str, int, int]] = []
 
     def event(self, start: int, end: int) -> tuple[float, int, list[tuple[str, float]]]:
         buf = self.buf
         wall = 0.0
         step = 0
         summaries: list[tuple[int, int]] = []
+        self._histo_spans = []
         for num, wire, value, a, b in pw.iter_fields(buf, start, end):
             if num == 1 and wire == pw.I64:
                 wall = pw.fixed64_double(buf, a)
@@ -257,6 +305,12 @@ class _Decoder:
                     item = self.value(va, vb)
                     if item is not None:
                         out.append(item)
+        for name, a, b in self._histo_spans:  # rare: parsed only once the record is whole
+            histo = _histogram(buf, a, b, step)
+            if histo is None:
+                self.bad_histograms += 1
+            else:
+                self.histograms.setdefault(name, []).append(histo)
         return wall, step, out
 
     def value(self, start: int, end: int) -> tuple[str, float] | None:
@@ -265,6 +319,7 @@ class _Decoder:
         kind = ""  # the oneof `value`: the last one set wins
         simple = 0.0
         tensor = (0, 0)
+        histo = (0, 0)
         plugin: str | None = None
         for num, wire, _, a, b in pw.iter_fields(buf, start, end):
             if num == 1 and wire == pw.LEN:
@@ -273,7 +328,9 @@ class _Decoder:
                 kind, simple = "simple", pw.fixed32_float(buf, a)
             elif num == 8 and wire == pw.LEN:
                 kind, tensor = "tensor", (a, b)
-            elif num in (3, 4, 5, 6):  # old histogram, image, histogram, audio
+            elif num == 5 and wire == pw.LEN:
+                kind, histo = "histo", (a, b)
+            elif num in (3, 4, 5, 6):  # old histogram, image, malformed histogram, audio
                 kind = "other"
             elif num == 9 and wire == pw.LEN:
                 plugin = _plugin_name(buf, a, b)
@@ -284,6 +341,9 @@ class _Decoder:
             plugin = self.plugin_of.get(name, "")
         if kind == "simple":
             return name, simple
+        if kind == "histo":
+            self._histo_spans.append((name, *histo))
+            return None
         if kind == "tensor" and plugin in _SCALAR_PLUGINS:
             scalar = _tensor_scalar(buf, *tensor)
             if scalar is not None:
@@ -605,6 +665,8 @@ def _decode(path: str, data: bytes, ds: np.ndarray, de: np.ndarray, verify: bool
             f"{path}: skipped {skipped} record(s) that could not be decoded "
             f"(first at {first_skip})"
         )
+    if decoder.bad_histograms:
+        warnings.append(f"{path}: skipped {decoder.bad_histograms} malformed histogram(s)")
     if s_rec or (len(chunks) > 1 and not bool((np.diff(rec) > 0).all())):
         # Back to the order written.
         rec = np.concatenate([rec, np.array(s_rec, dtype=np.int64)])
@@ -634,6 +696,7 @@ def _decode(path: str, data: bytes, ds: np.ndarray, de: np.ndarray, verify: bool
         warnings=warnings,
         file_version=decoder.file_version,
         records=int(ds.shape[0]),
+        histograms=decoder.histograms,
     )
 
 
@@ -649,8 +712,10 @@ def read_event_file(path: str | Path, *, verify: bool = False) -> EventScalars:
     """The scalar series of one event file, whatever its name.
 
     Values come from `simple_value` (PyTorch, tensorboardX, TF1) and from scalar
-    float tensors (TF2 `tf.summary.scalar`, the Keras TensorBoard callback); other
-    summaries (images, histograms, text, the Keras model config) are skipped.
+    float tensors (TF2 `tf.summary.scalar`, the Keras TensorBoard callback);
+    `histo` histograms (PyTorch's `add_histogram`, TF1) go to `histograms` (a
+    malformed one is skipped with a warning); other summaries (images, TF2 tensor
+    histograms, text, the Keras model config) are skipped.
     Steps keep the order written, duplicates included (a restarted run).
 
     A truncated last record (a run still writing, or killed) or a corrupt record
@@ -723,6 +788,7 @@ def read_tensorboard_run(path: str | Path, *, verify: bool = False,
     else:
         raise InputError(str(p), "no such file or folder")
     parts: dict[str, list[Series]] = {}
+    histograms: dict[str, list[Histogram]] = {}
     warnings: list[str] = []
     errors: list[InputError] = []
     for prefix, f in files:
@@ -738,6 +804,8 @@ def read_tensorboard_run(path: str | Path, *, verify: bool = False,
         warnings.extend(events.warnings)
         for tag, part in events.scalars.items():
             parts.setdefault(prefix + tag, []).append(part)
+        for tag, hs in events.histograms.items():
+            histograms.setdefault(prefix + tag, []).extend(hs)
     if not parts:
         if len(errors) == 1 and len(files) == 1:
             raise errors[0]
@@ -760,6 +828,7 @@ def read_tensorboard_run(path: str | Path, *, verify: bool = False,
         series=series,
         meta={"event_files": [str(f) for _, f in files]},
         warnings=warnings,
+        histograms=histograms,
     )
 
 
