@@ -9,6 +9,7 @@ negative bias).
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 from pathlib import Path
 
@@ -57,6 +58,7 @@ def train_torch(run_dir: Path, fault: str, epochs: int = 6) -> Path:
 
 
 def train_keras(run_dir: Path, fault: str, epochs: int = 8) -> Path:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up chatter
     import keras
 
     from lossdoctor.keras import Doctor
