@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from lossdoctor import __version__
-from lossdoctor.commands import COMMANDS
+from lossdoctor.commands import COMMANDS, _options
 from lossdoctor.diagnosis import Diagnosis, diagnose
 from lossdoctor.errors import InputError
 from lossdoctor.findings import Severity
@@ -68,34 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     d.add_argument("paths", nargs="+", metavar="PATH", help="log file or folder")
-    d.add_argument("--format", choices=("text", "json"), default="text",
-                   help="output format (default: text)")
-    d.add_argument("--train-loss", metavar="NAME",
-                   help="the column/tag holding the training loss (overrides the guess)")
-    d.add_argument("--val-loss", metavar="NAME",
-                   help="the column/tag holding the validation loss (overrides the guess)")
-    d.add_argument("--verify", action="store_true",
-                   help="check the CRC of every TensorBoard record (slower)")
-    d.add_argument("--fail-on", choices=("warning", "critical"), default="critical",
-                   help="lowest severity that makes the exit status 1 (default: critical)")
+    _options.add_format(d)
+    _options.add_loss_overrides(d)
+    _options.add_fail_on(d)
     d.add_argument("--details", action=argparse.BooleanOptionalAction, default=None,
                    help="explanations and fixes for every run (default: when <= 5 runs)")
-    d.add_argument("--color", choices=("auto", "always", "never"), default="auto",
-                   help="colour in text output (default: auto; NO_COLOR is honoured)")
-    d.add_argument("--html", metavar="FILE", type=Path,
-                   help="also write the self-contained HTML report to FILE")
-    d.add_argument("--force", action="store_true",
-                   help="with --html: replace FILE if it exists (default: refuse)")
+    _options.add_color(d)
+    _options.add_html(d, "the report")
     d.set_defaults(handler=run_diagnose)
     for module in COMMANDS:
         importlib.import_module(module).register(sub)
     return parser
-
-
-def _use_color(choice: str) -> bool:
-    if choice != "auto":
-        return choice == "always"
-    return sys.stdout.isatty() and "NO_COLOR" not in os.environ
 
 
 def _read_all(args: argparse.Namespace) -> list[Loaded]:
@@ -113,11 +94,7 @@ def _read_all(args: argparse.Namespace) -> list[Loaded]:
 
 
 def run_diagnose(args: argparse.Namespace) -> int:
-    if args.html is not None and args.html.exists() and not args.force:
-        # Refuse before reading anything: a report must never replace a user's file.
-        sys.stderr.write(
-            f"lossdoctor: {args.html}: already exists; choose another name or add --force\n"
-        )
+    if _options.html_refused(args.html, args.force):
         return EXIT_BAD_INPUT
     loaded = _read_all(args)
     errors: list[InputError] = [item.error for item in loaded if item.error is not None]
@@ -135,7 +112,7 @@ def run_diagnose(args: argparse.Namespace) -> int:
         from lossdoctor.report.text import render_text
 
         if diagnoses:
-            sys.stdout.write(render_text(diagnoses, color=_use_color(args.color),
+            sys.stdout.write(render_text(diagnoses, color=_options.use_color(args.color),
                                          details=args.details))
     if args.html is not None:
         from lossdoctor.report.html import write_html_report

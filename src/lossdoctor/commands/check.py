@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lossdoctor.commands import _options
+
 EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
 
 EXAMPLES = """\
@@ -51,21 +53,15 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("target", metavar="MODULE:FUNCTION",
                    help="function that builds the model and data (module or file.py)")
-    p.add_argument("--format", choices=("text", "json"), default="text",
-                   help="output format (default: text)")
+    _options.add_format(p)
     p.add_argument("--checks", metavar="NAMES",
                    help="comma-separated checks to run (default: all)")
     p.add_argument("--samples", type=int, default=256, metavar="N",
                    help="size of the data sample the checks use (default: 256)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--fail-on", choices=("warning", "critical"), default="critical",
-                   help="lowest severity that makes the exit status 1 (default: critical)")
-    p.add_argument("--color", choices=("auto", "always", "never"), default="auto",
-                   help="colour in text output (default: auto; NO_COLOR is honoured)")
-    p.add_argument("--html", metavar="FILE", type=Path,
-                   help="also write the results as a self-contained HTML page")
-    p.add_argument("--force", action="store_true",
-                   help="with --html: replace FILE if it exists (default: refuse)")
+    _options.add_fail_on(p)
+    _options.add_color(p)
+    _options.add_html(p, "the results")
     p.set_defaults(handler=run_check)
 
 
@@ -136,9 +132,7 @@ def run_check(args: argparse.Namespace) -> int:
             sys.stderr.write(f"lossdoctor: check: unknown check {', '.join(unknown)}; "
                              f"choose from {', '.join(CHECK_NAMES)}\n")
             return EXIT_BAD_INPUT
-    if args.html is not None and args.html.exists() and not args.force:
-        sys.stderr.write(f"lossdoctor: check: {args.html}: already exists; choose another "
-                         "name or add --force\n")
+    if _options.html_refused(args.html, args.force, "lossdoctor: check"):
         return EXIT_BAD_INPUT
     if args.samples < 2:
         sys.stderr.write(f"lossdoctor: check: --samples must be >= 2, got {args.samples}\n")
@@ -156,9 +150,7 @@ def run_check(args: argparse.Namespace) -> int:
     if args.format == "json":
         sys.stdout.write(report.to_json() + "\n")
     else:
-        color = (args.color == "always" or (args.color == "auto" and sys.stdout.isatty()
-                                            and "NO_COLOR" not in os.environ))
-        sys.stdout.write(report.render(color=color))
+        sys.stdout.write(report.render(color=_options.use_color(args.color)))
     if args.html is not None:
         try:
             report.save_html(args.html, force=args.force)

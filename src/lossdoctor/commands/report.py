@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lossdoctor.commands import _options
+
 EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
 
 REPORT_EXAMPLES = """\
@@ -41,14 +43,8 @@ def register(subparsers: Any) -> None:
                    help="the HTML file to write")
     p.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     p.add_argument("--title", default="lossdoctor report", help="the page's title")
-    p.add_argument("--train-loss", metavar="NAME",
-                   help="the column/tag holding the training loss (overrides the guess)")
-    p.add_argument("--val-loss", metavar="NAME",
-                   help="the column/tag holding the validation loss (overrides the guess)")
-    p.add_argument("--verify", action="store_true",
-                   help="check the CRC of every TensorBoard record (slower)")
-    p.add_argument("--fail-on", choices=("warning", "critical"), default="critical",
-                   help="lowest severity that makes the exit status 1 (default: critical)")
+    _options.add_loss_overrides(p)
+    _options.add_fail_on(p)
     p.set_defaults(handler=run_report)
 
 

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lossdoctor.commands import _options
+
 EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
 
 EXAMPLES = """\
@@ -67,11 +69,7 @@ def register(subparsers: Any) -> None:
                    help="where trial run folders go (default: runs/search)")
     p.add_argument("--format", choices=("text", "json"), default="text",
                    help="output format; json also makes progress JSON lines on stderr")
-    p.add_argument("--html", metavar="FILE", type=Path,
-                   help="also write the search as an HTML page (parameters against the "
-                   "objective, edges marked)")
-    p.add_argument("--force", action="store_true",
-                   help="with --html: replace FILE if it exists (default: refuse)")
+    _options.add_html(p, "the search (each parameter against the objective, edges marked)")
     p.set_defaults(handler=run_search)
 
 
@@ -128,10 +126,7 @@ def run_search(args: argparse.Namespace) -> int:
     if args.trials < 1:
         sys.stderr.write(f"lossdoctor: search: --trials must be >= 1, got {args.trials}\n")
         return EXIT_BAD_INPUT
-    if args.html is not None and args.html.exists() and not args.force:
-        # Refuse before hours of search, not after.
-        sys.stderr.write(f"lossdoctor: search: {args.html}: already exists; choose another "
-                         "name or add --force\n")
+    if _options.html_refused(args.html, args.force, "lossdoctor: search"):
         return EXIT_BAD_INPUT
     try:
         func = load_target(args.target)
