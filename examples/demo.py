@@ -20,6 +20,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 # Run as a script (`python examples/demo.py`) or imported as `examples.demo`.
@@ -38,49 +39,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
 
-    trainers: list[tuple[str, Callable[[str, Path], Path]]] = [
-        ("keras", run_keras_scenario),
-        ("torch", run_torch_scenario),
-    ]
-    started = time.perf_counter()
-    for framework, train in trainers:
-        for name in DEMO_SCENARIOS:
-            run_dir = out / f"{framework}-{name}"
-            # A second demo run starts clean: old event files in the same folder
-            # would read as one run restarted (the folder is the demo's own output).
-            if run_dir.exists():
-                shutil.rmtree(run_dir)
-            print(f"training {framework:5s} {name:11s} -> {run_dir} ...", end=" ", flush=True)
-            t0 = time.perf_counter()
-            try:
-                train(name, run_dir)
-            except Exception:
-                print("failed")
-                traceback.print_exc()
-                return 3
-            print(f"{time.perf_counter() - t0:.1f}s", flush=True)
-    # The same kind of training under the live doctor: per-layer signals, and a fault
-    # only the layers show (dead ReLU units).
     import live_digits
 
-    for framework, live_train in (("torch", live_digits.train_torch),
-                                  ("keras", live_digits.train_keras)):
-        for fault in live_digits.FAULTS:
-            run_dir = out / f"live-{framework}-{fault}"
-            if run_dir.exists():
-                shutil.rmtree(run_dir)
-            print(f"training {framework:5s} {fault:11s} -> {run_dir} (live doctor) ...",
-                  end=" ", flush=True)
-            t0 = time.perf_counter()
-            try:
-                live_train(run_dir, fault)
-            except Exception:
-                print("failed")
-                traceback.print_exc()
-                return 3
-            print(f"{time.perf_counter() - t0:.1f}s", flush=True)
-    runs = len(trainers) * len(DEMO_SCENARIOS) + 2 * len(live_digits.FAULTS)
-    print(f"trained {runs} runs in {time.perf_counter() - started:.0f}s\n")
+    # (folder name, label, train(name, run_dir)): the log-writing scenarios, then the
+    # same kind of training under the live doctor, with a fault only layers show.
+    jobs: list[tuple[str, str, Callable[[Path], Path]]] = [
+        (f"{fw}-{name}", f"{fw:5s} {name:11s}", partial(train, name))
+        for fw, train in (("keras", run_keras_scenario), ("torch", run_torch_scenario))
+        for name in DEMO_SCENARIOS
+    ] + [
+        (f"live-{fw}-{fault}", f"{fw:5s} {fault:11s} (live doctor)",
+         lambda run_dir, train=train, fault=fault: train(run_dir, fault))
+        for fw, train in (("torch", live_digits.train_torch),
+                          ("keras", live_digits.train_keras))
+        for fault in live_digits.FAULTS
+    ]
+    started = time.perf_counter()
+    for folder, label, train_one in jobs:
+        run_dir = out / folder
+        # A second demo run starts clean: old event files in the same folder would
+        # read as one run restarted (the folder is the demo's own output).
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        print(f"training {label} -> {run_dir} ...", end=" ", flush=True)
+        t0 = time.perf_counter()
+        try:
+            train_one(run_dir)
+        except Exception:
+            print("failed")
+            traceback.print_exc()
+            return 3
+        print(f"{time.perf_counter() - t0:.1f}s", flush=True)
+    print(f"trained {len(jobs)} runs in {time.perf_counter() - started:.0f}s\n")
 
     # The whole folder as a table, then the full story of two of its runs.
     for target, extra in (
