@@ -15,6 +15,11 @@ Speed comes from two passes instead of one protobuf parse per record:
    record per group is checked by a strict parser, and the whole group is decoded
    by gathers. Every other record (file_version, histograms, images, odd
    encodings) goes through the general decoder (`_Decoder`).
+
+Histograms come in two forms, both read by the general decoder into `Histogram`s:
+a `histo` HistogramProto (PyTorch, TF1) and a TF2 `tf.summary.histogram` tensor
+(Keras' `histogram_freq`), a [k, 3] table of (left edge, right edge, count) rows
+recognised by its plugin name, which TF may write only with a tag's first value.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ _U32 = struct.Struct("<I")
 _DT_FLOAT, _DT_DOUBLE, _DT_BFLOAT16, _DT_HALF = 1, 2, 14, 19
 _SCALAR_DTYPES = {_DT_FLOAT: 4, _DT_DOUBLE: 8, _DT_BFLOAT16: 2, _DT_HALF: 2}
 _SCALAR_PLUGINS = {"", "scalars"}
+_HISTOGRAM_PLUGIN = "histograms"
 
 # Fast-path limits: header bytes per group (tag + framing) and the step varint.
 _FAST_HEADER_MAX = 256
@@ -63,7 +69,8 @@ class EventScalars:
     warnings: list[str] = field(default_factory=list)
     file_version: str | None = None
     records: int = 0  # whole records read
-    # `histo` values (TensorBoard histograms) by tag, in the order written.
+    # Histograms by tag, in the order written: `histo` values (PyTorch, TF1) and TF2
+    # histogram tensors (`tf.summary.histogram`, Keras' `histogram_freq`).
     histograms: dict[str, list[Histogram]] = field(default_factory=dict)
 
 
@@ -271,6 +278,140 @@ def _histogram(buf: bytes, start: int, end: int, step: int) -> Histogram | None:
                      num=nums[2])
 
 
+# Element types of a TF2 histogram tensor read from tensor_content.
+_CONTENT_DTYPES = {_DT_FLOAT: "<f4", _DT_DOUBLE: "<f8", _DT_HALF: "<f2", _DT_BFLOAT16: "<u2"}
+# Rows a short repeated field may be padded to: beyond that the bytes present bound
+# the size, so a few bytes of input never claim megabytes.
+_MAX_PADDED_ROWS = 4096
+
+
+def _histogram_rows(buf: bytes, start: int, end: int) -> int | None:
+    """k for a TensorShapeProto [k, 3]; None for any other shape."""
+    sizes: list[int] = []
+    for num, wire, value, a, b in pw.iter_fields(buf, start, end):
+        if num == 3 and wire == pw.VARINT and value:
+            return None  # unknown rank
+        if num == 2 and wire == pw.LEN:
+            size = 0  # a dim without a size field has size 0
+            for num2, wire2, value2, _, _ in pw.iter_fields(buf, a, b):
+                if num2 == 1 and wire2 == pw.VARINT:
+                    size = pw.to_int64(value2)
+            sizes.append(size)
+    if len(sizes) != 2 or sizes[1] != 3 or not 0 <= sizes[0] <= _MAX_BUCKETS:
+        return None
+    return sizes[0]
+
+
+def _halves(bits: np.ndarray, dtype: int) -> np.ndarray:
+    """float16 or bfloat16 bit patterns (uint16) as float64."""
+    bits = bits.astype(np.uint16)
+    if dtype == _DT_BFLOAT16:
+        return (bits.astype(np.uint32) << np.uint32(16)).view(np.float32).astype(np.float64)
+    return bits.view(np.float16).astype(np.float64)
+
+
+class _NotATable(Exception):
+    """A `histograms` tensor that is no [k, 3] float table: skipped like any other
+    summary lossdoctor does not read, not counted as a malformed histogram."""
+
+
+def _tensor_values(buf: bytes, start: int, end: int) -> tuple[int, np.ndarray] | None:
+    """(k, the 3k values) of a float TensorProto of shape [k, 3]; None when the
+    values do not fit the shape. Raises `_NotATable` for another shape or dtype.
+
+    Values come from tensor_content, or else from the repeated field of the dtype
+    (float_val, double_val, half_val) with TensorFlow's rules: none means zeros,
+    fewer than the shape holds are padded with the last one."""
+    dtype = 0
+    rows: int | None = None
+    content: tuple[int, int] | None = None
+    repeated: dict[int, list[np.ndarray]] = {5: [], 6: [], 13: []}
+    for num, wire, value, a, b in pw.iter_fields(buf, start, end):
+        if num == 1 and wire == pw.VARINT:
+            dtype = value
+        elif num == 2 and wire == pw.LEN:
+            rows = _histogram_rows(buf, a, b)
+        elif num == 4 and wire == pw.LEN:
+            content = (a, b)
+        elif num in (5, 6):  # float_val, double_val: packed or one at a time
+            size = 4 if num == 5 else 8
+            if wire == pw.LEN or wire == (pw.I32 if num == 5 else pw.I64):
+                if (b - a) % size:
+                    return None
+                repeated[num].append(np.frombuffer(buf, dtype="<f4" if num == 5 else "<f8",
+                                                   count=(b - a) // size, offset=a))
+            else:
+                return None
+        elif num == 13:  # half_val: bit patterns as int32 varints
+            if wire not in (pw.LEN, pw.VARINT):
+                return None
+            bits = pw.packed_varints(buf, a, b) if wire == pw.LEN else [value]
+            repeated[13].append(np.array(bits, dtype=np.uint64) & np.uint64(0xFFFF))
+    kind = _CONTENT_DTYPES.get(dtype)
+    if kind is None or rows is None:
+        raise _NotATable
+    size = 3 * rows
+    if content is not None and content[1] > content[0]:
+        a, b = content
+        if b - a != size * np.dtype(kind).itemsize:
+            return None
+        raw = np.frombuffer(buf, dtype=kind, count=size, offset=a)
+        values = _halves(raw, dtype) if dtype == _DT_BFLOAT16 else raw.astype(np.float64)
+        return rows, values
+    field_of = {_DT_FLOAT: 5, _DT_DOUBLE: 6}.get(dtype, 13)
+    parts = repeated[field_of]
+    got = np.concatenate(parts) if parts else np.zeros(0)
+    if field_of == 13:
+        got = _halves(got, dtype)
+    got = got.astype(np.float64)
+    if got.shape[0] > size:
+        return None
+    if got.shape[0] < size:
+        if rows > _MAX_PADDED_ROWS:
+            return None
+        fill = got[-1] if got.shape[0] else 0.0
+        got = np.concatenate([got, np.full(size - got.shape[0], fill)])
+    return rows, got
+
+
+def _tensor_histogram(buf: bytes, start: int, end: int, step: int) -> Histogram | None:
+    """A TF2 histogram: a TensorProto of shape [k, 3], rows (left edge, right edge,
+    count) in increasing order (TF writes k buckets of equal width over [min, max];
+    all of them at that one value when every value is equal; zero rows, or k rows of
+    zeros, when there are no values). As a `Histogram`: the right edges are the bucket
+    limits, min the first left edge and max the last right edge, num the total count;
+    a gap between two rows becomes a bucket of count 0. (TF's buckets are closed on
+    the left, `Histogram`'s on the right; the counts stay as written.)
+
+    None when malformed: a NaN or infinite edge or count (TF's bucketing of data that
+    holds NaN or inf), a negative count, edges out of order, values that do not fit
+    the shape. Raises `_NotATable` for a tensor of another shape or dtype."""
+    try:
+        got = _tensor_values(buf, start, end)
+    except pw.ProtoError:
+        return None
+    if got is None:
+        return None
+    rows, values = got
+    if rows == 0:
+        empty = np.zeros(0)
+        return Histogram(step=step, bucket_limit=empty, bucket=empty, min=0.0, max=0.0,
+                         num=0.0)
+    table = values.reshape(rows, 3)
+    left, right, counts = table[:, 0], table[:, 1], table[:, 2]
+    if not np.isfinite(table).all() or (counts < 0).any() or (right < left).any():
+        return None
+    if not (bool((np.diff(left) >= 0).all()) and bool((np.diff(right) >= 0).all())):
+        return None
+    gaps = np.flatnonzero(left[1:] > right[:-1])
+    if gaps.shape[0]:  # values between two rows: none there
+        right = np.insert(right, gaps + 1, left[gaps + 1])
+        counts = np.insert(counts, gaps + 1, 0.0)
+    return Histogram(step=step, bucket_limit=np.ascontiguousarray(right),
+                     bucket=np.ascontiguousarray(counts), min=float(left[0]),
+                     max=float(table[-1, 1]), num=float(counts.sum()))
+
+
 class _Decoder:
     """The general path: one protobuf walk per record. Keeps the plugin each tag
     announced (TF writes the metadata with a tag's first value, maybe only then)."""
@@ -281,7 +422,8 @@ class _Decoder:
         self.file_version: str | None = None
         self.histograms: dict[str, list[Histogram]] = {}
         self.bad_histograms = 0
-        self._histo_spans: list[tuple[str, int, int]] = []
+        # (tag, TF2 tensor or `histo`, span) of the current record's histograms
+        self._histo_spans: list[tuple[str, bool, int, int]] = []
 
     def event(self, start: int, end: int) -> tuple[float, int, list[tuple[str, float]]]:
         buf = self.buf
@@ -305,8 +447,11 @@ class _Decoder:
                     item = self.value(va, vb)
                     if item is not None:
                         out.append(item)
-        for name, a, b in self._histo_spans:  # rare: parsed only once the record is whole
-            histo = _histogram(buf, a, b, step)
+        for name, is_tensor, a, b in self._histo_spans:  # parsed once the record is whole
+            try:
+                histo = (_tensor_histogram if is_tensor else _histogram)(buf, a, b, step)
+            except _NotATable:
+                continue
             if histo is None:
                 self.bad_histograms += 1
             else:
@@ -342,7 +487,10 @@ class _Decoder:
         if kind == "simple":
             return name, simple
         if kind == "histo":
-            self._histo_spans.append((name, *histo))
+            self._histo_spans.append((name, False, *histo))
+            return None
+        if kind == "tensor" and plugin == _HISTOGRAM_PLUGIN:
+            self._histo_spans.append((name, True, *tensor))
             return None
         if kind == "tensor" and plugin in _SCALAR_PLUGINS:
             scalar = _tensor_scalar(buf, *tensor)
@@ -713,9 +861,10 @@ def read_event_file(path: str | Path, *, verify: bool = False) -> EventScalars:
 
     Values come from `simple_value` (PyTorch, tensorboardX, TF1) and from scalar
     float tensors (TF2 `tf.summary.scalar`, the Keras TensorBoard callback);
-    `histo` histograms (PyTorch's `add_histogram`, TF1) go to `histograms` (a
-    malformed one is skipped with a warning); other summaries (images, TF2 tensor
-    histograms, text, the Keras model config) are skipped.
+    histograms go to `histograms`, both `histo` ones (PyTorch's `add_histogram`,
+    TF1) and TF2 tensor ones (`tf.summary.histogram`, Keras' `histogram_freq`); a
+    malformed one is skipped with a warning. Other summaries (images, text, the
+    Keras model config) are skipped.
     Steps keep the order written, duplicates included (a restarted run).
 
     A truncated last record (a run still writing, or killed) or a corrupt record
