@@ -63,6 +63,15 @@ def test_histogram_panels_limits_columns_and_skips_bad() -> None:
     assert pd.histogram_panels(Run("r", "s", "csv")) == ()
 
 
+def test_histogram_panel_titles_from_keras_tags() -> None:
+    run = Run("r", "s", "tensorboard")
+    for tag in ("train/sequential/dense_1/kernel/histogram", "layer/conv/act_hist",
+                "odd/histogram"):
+        run.histograms[tag] = [_hist(0, np.arange(10.0))]
+    assert [(p.layer, p.kind) for p in pd.histogram_panels(run)] == [
+        ("sequential/dense_1", "kernel"), ("conv", "act_hist"), ("odd/histogram", "")]
+
+
 def test_histogram_colors_shade_by_density() -> None:
     density = np.array([[0.0, 0.25, 0.75], [1.0, 0.0, 0.0]])  # 2 steps x 3 bins
     px = histogram_colors(density)

@@ -616,13 +616,25 @@ def histogram_panels(run: Run, columns: int = HISTOGRAM_MAX_COLUMNS,
             total = float(moved.sum())
             if total > 0:
                 density[c] = moved / total
-        name, sep, kind = tag[len(LAYER_PREFIX):].rpartition("/") \
-            if tag.startswith(LAYER_PREFIX) else ("", "", "")
-        layer, kind = (name, kind) if sep and name else (tag, "")
+        layer, kind = _histogram_title(tag)
         panels.append(HistogramPanel(tag=tag, layer=layer, kind=kind,
                                      steps=np.array([h.step for h in hs], dtype=np.int64),
                                      edges=shared, density=density))
     return tuple(panels)
+
+
+def _histogram_title(tag: str) -> tuple[str, str]:
+    """(layer, kind) a histogram tag names: `layer/<name>/<kind>` (the doctors),
+    `<split>/<model>/<layer>/<weight>/histogram` (Keras' `histogram_freq`), else
+    (tag, "")."""
+    if tag.startswith(LAYER_PREFIX):
+        name, sep, kind = tag[len(LAYER_PREFIX):].rpartition("/")
+        if sep and name:
+            return name, kind
+    parts = tag.split("/")
+    if len(parts) >= 4 and parts[-1] == "histogram":
+        return "/".join(parts[1:-2]), parts[-2]
+    return tag, ""
 
 
 def run_plots(diagnosis: Diagnosis, buckets: int = 600) -> RunPlots:
