@@ -18,10 +18,28 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 
-def torch_trial(with_doctor: bool, epochs: int, run_dir: Path,
-                every_step: bool = False) -> float:
+def _digits_cnn() -> tuple[Any, Any]:
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.ReLU(),
+        torch.nn.Conv2d(16, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(), torch.nn.Linear(32 * 16, 64), torch.nn.ReLU(),
+        torch.nn.Linear(64, 10),
+    )
+    return model, torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+
+
+def torch_trial(epochs: int, run_dir: Path, every_step: bool = False
+                ) -> tuple[list[float], list[float], list[float], list[float]]:
+    """Two identical CNNs, one under the Doctor, trained epoch by epoch in turns
+    (A B, B A, A B, ...), so both see the same machine: per epoch, the seconds of
+    wall time and of this thread's CPU time each took (the Doctor's `log_epoch`
+    included; its `close` is added to its last epoch)."""
     import torch
     from sklearn.datasets import load_digits
 
@@ -31,35 +49,41 @@ def torch_trial(with_doctor: bool, epochs: int, run_dir: Path,
     x = (x - x.mean()) / x.std()
     xt = torch.tensor(x, dtype=torch.float32).reshape(-1, 1, 8, 8)
     yt = torch.tensor(y)
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.ReLU(),
-        torch.nn.Conv2d(16, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Flatten(), torch.nn.Linear(32 * 16, 64), torch.nn.ReLU(),
-        torch.nn.Linear(64, 10),
-    )
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    plain, watched = _digits_cnn(), _digits_cnn()
     # every_step: every signal on every step, the configuration tools like Cockpit
     # are measured in; the default samples.
-    options = {"every": 1, "dense_every": 1, "activation_every": 1} if every_step else {}
-    doc = Doctor(model, opt, run_dir, verbose=False, **options) if with_doctor else None
+    options: dict[str, Any] = (
+        {"every": 1, "dense_every": 1, "activation_every": 1, "histogram_every": 1,
+         "max_overhead": None} if every_step else {})
+    doc = Doctor(*watched, run_dir, verbose=False, **options)
     gen = torch.Generator().manual_seed(0)
-    start = time.perf_counter()
-    for _ in range(epochs):
-        perm = torch.randperm(len(xt), generator=gen)
+
+    def epoch(model: Any, opt: Any, perm: Any, with_doctor: bool) -> tuple[float, float]:
+        wall, cpu = time.perf_counter(), time.thread_time()
         for i in range(0, len(xt) - 31, 32):
             idx = perm[i:i + 32]
             loss = torch.nn.functional.cross_entropy(model(xt[idx]), yt[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
-            if doc is not None:
+            if with_doctor:
                 doc.log(loss=loss)
-        if doc is not None:
+        if with_doctor:
             doc.log_epoch()
-    if doc is not None:
-        doc.close()
-    return time.perf_counter() - start
+        return time.perf_counter() - wall, time.thread_time() - cpu
+
+    base_wall, base_cpu, live_wall, live_cpu = [], [], [], []
+    for e in range(epochs):
+        perm = torch.randperm(len(xt), generator=gen)
+        for with_doctor in ((False, True) if e % 2 == 0 else (True, False)):
+            wall, cpu = epoch(*(watched if with_doctor else plain), perm, with_doctor)
+            (live_wall if with_doctor else base_wall).append(wall)
+            (live_cpu if with_doctor else base_cpu).append(cpu)
+    wall, cpu = time.perf_counter(), time.thread_time()
+    doc.close()
+    live_wall[-1] += time.perf_counter() - wall
+    live_cpu[-1] += time.thread_time() - cpu
+    return base_wall, live_wall, base_cpu, live_cpu
 
 
 def keras_trial(with_doctor: bool, epochs: int, run_dir: Path, batch: int = 32,
@@ -164,15 +188,20 @@ def bench_torch(repeats: int, epochs: int, every_step: bool = False) -> None:
 
     torch.set_num_threads(1)  # steadier timings on a shared machine
     with tempfile.TemporaryDirectory() as tmp:
-        torch_trial(False, 1, Path(tmp) / "warm0")  # warm-up: imports, allocator
-        torch_trial(True, 1, Path(tmp) / "warm1", every_step)
-        base, live = [], []
-        for r in range(repeats):
-            base.append(torch_trial(False, epochs, Path(tmp) / f"b{r}"))
-            live.append(torch_trial(True, epochs, Path(tmp) / f"l{r}", every_step))
-    print(f"torch CNN, digits, {epochs} epochs x {1797 // 32} steps, "
-          f"{repeats} repeats (ABAB){', every signal every step' if every_step else ''}")
-    report("", epochs * (1797 // 32), base, live)  # medians and min-of-repeats ratios
+        torch_trial(1, Path(tmp) / "warm", every_step)  # imports, allocator
+        trials = [torch_trial(epochs, Path(tmp) / f"r{r}", every_step)
+                  for r in range(repeats)]
+    steps = 1797 // 32
+    print(f"torch CNN, digits, {repeats} runs x {epochs} epochs x {steps} steps, epochs "
+          f"alternated{', every signal every step' if every_step else ''}")
+    for label, (bi, li) in (("wall", (0, 1)), ("thread CPU", (2, 3))):
+        ratios = [sum(t[li]) / sum(t[bi]) for t in trials]
+        base = sum(sum(t[bi]) for t in trials)
+        live = sum(sum(t[li]) for t in trials)
+        per_step = 1e3 * base / (repeats * epochs * steps)
+        print(f"  {label:10s} without {base:7.3f} s ({per_step:.2f} ms/step)  with "
+              f"{live:7.3f} s  ratio {live / base:.4f}  per run "
+              f"{[round(r, 4) for r in ratios]}")
 
 
 if __name__ == "__main__":

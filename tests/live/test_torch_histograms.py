@@ -34,17 +34,22 @@ def test_histograms_written_and_read_back(tmp_path: Path) -> None:
     doc = _train(tmp_path / "run", 45, histogram_every=20)
     run = read_run_dir(tmp_path / "run")
     tags = {"layer/0/weight_hist", "layer/0/grad_hist", "layer/2/weight_hist",
-            "layer/2/grad_hist"}
+            "layer/2/grad_hist", "layer/0/act_hist", "layer/1/act_hist", "layer/2/act_hist"}
     assert set(run.histograms) == tags
-    n_params = {"0": 8 * 16 + 16, "2": 16 * 3 + 3}
+    # Weights and gradients: one count per parameter; activations: batch x units.
+    counts = {"0/weight_hist": 8 * 16 + 16, "2/weight_hist": 16 * 3 + 3,
+              "0/grad_hist": 8 * 16 + 16, "2/grad_hist": 16 * 3 + 3,
+              "0/act_hist": 64 * 16, "1/act_hist": 64 * 16, "2/act_hist": 64 * 3}
     for tag in tags:
         hs = run.histograms[tag]
         assert [h.step for h in hs] == [0, 20, 40]
-        layer = tag.split("/")[1]
         for h in hs:
             assert h.bucket.shape == (HISTOGRAM_BINS,)
-            assert h.bucket.sum() == n_params[layer] == h.num
+            assert h.bucket.sum() == counts[tag.removeprefix("layer/")] == h.num
             assert h.min < h.max and np.all(np.diff(h.edges()) > 0)
+    # ReLU outputs: nothing below 0, and the zeros (about half) in the first bin.
+    for h in run.histograms["layer/1/act_hist"]:
+        assert h.min == 0.0 and h.bucket[0] >= 0.2 * h.num
     # Weights move: the histograms at 0 and 40 differ; the in-memory run agrees.
     w = run.histograms["layer/0/weight_hist"]
     assert not np.array_equal(w[0].bucket_limit, w[-1].bucket_limit)

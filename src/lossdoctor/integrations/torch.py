@@ -30,6 +30,7 @@ import torch
 
 from lossdoctor.diagnosis import Diagnosis
 from lossdoctor.findings import Finding
+from lossdoctor.live.budget import OverheadBudget
 from lossdoctor.live.monitor import LiveMonitor, StopTraining
 from lossdoctor.live.schedule import Schedule
 
@@ -66,7 +67,7 @@ def _first_tensor(out: Any) -> torch.Tensor | None:
 
 
 def _activation_stats(x: torch.Tensor, kind: str) -> tuple[list[torch.Tensor], int, int]:
-    """Device reductions of one output, finished on the host by `_finish_stats`: its sum
+    """Device reductions of one output, finished on the host by `Doctor._fill_rows`: its sum
     and sum of squares (one `dot`; torch.std or an isfinite pass cost several times
     more on CPU); for ReLUs each unit's maximum (a 1-D tensor, compared on the host),
     for sigmoid/tanh the number of saturated outputs. Returns (tensors, element count,
@@ -88,20 +89,23 @@ def _activation_stats(x: torch.Tensor, kind: str) -> tuple[list[torch.Tensor], i
     return out, v.numel(), units
 
 
-def _finish_stats(values: np.ndarray, n: int, units: int, kind: str) -> list[float]:
-    """`STATS` of one output from `_activation_stats`' values as read back."""
-    s1, s2 = float(values[0]), float(values[1])
-    bad = not (math.isfinite(s1) and math.isfinite(s2))
-    n = max(n, 1)
-    mean = s1 / n
-    std = math.sqrt(max(s2 / n - mean * mean, 0.0)) if not bad else math.nan
-    dead = sat = math.nan
-    if len(values) > 2:
-        if kind == "relu":
-            dead = float(np.mean(values[2:] <= 0))
-        else:
-            sat = float(values[2]) / n
-    return [mean, std, dead, sat, 1.0 if bad else 0.0]
+def _row_width(norms: int, lay: _Layout) -> int:
+    """How many values one sampled step with layout `lay` read back."""
+    return (norms + sum(k for _, _, _, k, _ in lay.acts) + sum(s for _, s, _ in lay.bns)
+            + sum(units for _, _, units, _, vec in lay.acts if vec))
+
+
+def _bin_on_device(x: torch.Tensor) -> torch.Tensor:
+    """[start, width, counts of `HISTOGRAM_BINS` equal bins] of `x`'s finite values
+    over their [min, max], computed where `x` lives (no read-back)."""
+    x = x.detach().reshape(-1).float()
+    finite = torch.isfinite(x)
+    lo = torch.where(finite, x, math.inf).min()
+    hi = torch.where(finite, x, -math.inf).max()
+    span = torch.where(hi > lo, hi - lo, torch.ones_like(lo))
+    y = torch.where(finite, (x - lo) / span, -1.0)  # outside [0, 1]: left out
+    counts = torch.histc(y, bins=HISTOGRAM_BINS, min=0.0, max=1.0)
+    return torch.cat([torch.stack([lo, span]), counts])
 
 
 def _bn_uses_running_stats(module: torch.nn.Module) -> bool | None:
@@ -131,13 +135,19 @@ def _bn_shift(x: torch.Tensor, module: torch.nn.Module) -> torch.Tensor:
 class Doctor:
     """Records per-layer signals of `model` trained by `optimizer` into `run_dir`.
 
-    every / dense_steps / dense_every: weight, update and gradient norms every `every`
-        (10) steps, every `dense_every` (5) steps during the first `dense_steps` (100)
-        (see `Schedule`); values are read back from the device every `every` steps.
+    every / dense_steps / dense_every: weight, update and gradient norms every
+        `dense_every` (5) steps during the first `dense_steps` (100), then every
+        `every` (10) steps or more (see `max_overhead`); values are read back from the
+        device once per such period.
+    max_overhead: the share of training time the Doctor may take (default 0.02). It
+        times its own work and the steps, and after the dense start lengthens the
+        period between readings when they cost more than that (a small model on a
+        CPU), up to `max_every` (default 10 x `every`); None keeps it at `every`.
+        See `lossdoctor.live.budget`. The period in use is in run.json.
     activation_every: activation statistics (forward hooks) on every
-        `activation_every`-th of those steps (default 2: every 10th step at the start,
-        then every 20th). They are most of a sampled step's cost (about 0.1 ms per
-        hooked layer on a 2-core CPU); 1 measures them on every sampled step.
+        `activation_every`-th reading (default 2: every 10th step at the start, then
+        every 20th or so). They are most of a reading's cost (about 0.07 ms per
+        hooked layer on a 2-core CPU); 1 measures them at every reading.
     on_finding: called with each finding the first time it appears.
     stop_on_critical: when a critical finding appears, `should_stop` becomes True and
         the next `log()` / `log_epoch()` raises `StopTraining` (never inside a hook).
@@ -175,6 +185,8 @@ class Doctor:
         every: int = 10,
         dense_steps: int = 100,
         dense_every: int = 5,
+        max_overhead: float | None = 0.02,
+        max_every: int | None = None,
         activation_every: int = 2,
         histogram_every: int = 200,
         check_interval_s: float = CHECK_INTERVAL_S,
@@ -193,6 +205,8 @@ class Doctor:
         if histogram_every < 0:
             raise ValueError(f"histogram_every >= 0 must hold, but got {histogram_every}")
         self.histogram_every = histogram_every
+        self._budget = OverheadBudget(max_overhead, every,
+                                      10 * every if max_every is None else max_every)
         self._in_opt = {id(p) for g in optimizer.param_groups for p in g["params"]}
         # Layers in depth order (registration order): those with weights in the
         # optimizer get weight/update/grad signals; those and activations get
@@ -234,6 +248,7 @@ class Doctor:
                       "summary": str(model)[:20000]},
             "layers": layers_meta,
             "activation_every": activation_every,
+            "overhead": self._budget.to_dict(),
             "histogram_every": histogram_every,
             "hparams": {"optimizer": type(optimizer).__name__,
                         **_group_hparams(optimizer), **dict(hparams or {})},
@@ -242,24 +257,35 @@ class Doctor:
                                    meta=meta, on_finding=on_finding,
                                    stop_on_critical=stop_on_critical, verbose=verbose)
         self.run_dir = self.monitor.store.run_dir
-        self._every = self.schedule.every
+        self._period = self.schedule.every  # steps between read-backs (and, after
+        # the dense start, between readings); see `max_overhead`
+        self._next_due = self.schedule.dense_steps  # the first reading after the start
+        self._readings = 0  # sampled steps so far
+        self._cost = 0.0  # seconds spent in the Doctor since the last log()
+        self._last_log: float | None = None
+        self._since_sync = 0  # steps logged since the last read-back
+        self._did_read = False  # the step since the last log() was sampled
         self._step = 0  # steps logged by log()
         self._opt_step = 0  # optimizer steps taken
         self._epoch = 0
-        self._sampling = self.schedule.sampled(0)
-        self._acting = self._activations_due(0)  # forward hooks on this step
         self._hunt = False  # read every step after a non-finite loss until its origin is seen
+        # What this step reads (set by `_plan`): layer norms, activations, histograms.
+        self._sampling = self._acting = self._hist_due = False
         # This step's activation reductions, in forward order (dict order): hooked index
         # -> (0-d tensors, element count, unit count); BatchNorm: bn index -> shift.
         self._acts: dict[int, tuple[list[torch.Tensor], int, int]] = {}
         self._bn_vals: dict[int, tuple[torch.Tensor | None, bool]] = {}
+        self._act_hists: dict[int, torch.Tensor] = {}  # hooked index -> `_bin_on_device`
+        self._seen: set[int] = set()  # hooked layers seen by a forward hook this step
         self._norms: list[torch.Tensor] = []  # gradient then weight norms, this step
         self._before: list[torch.Tensor] | None = None
         # Sampled steps waiting on the device: (step, all values as one tensor, layout).
         self._rows: list[tuple[int, torch.Tensor, _Layout]] = []
         self._losses: list[tuple[int, torch.Tensor | float]] = []
         self._host_losses: list[tuple[int, float]] = []
-        self._host_rows: list[tuple[list[int], np.ndarray]] = []
+        # Read-back rows in step order: (steps, raw values, their layouts), or (steps,
+        # finished table, None) for rows finished at once (see `_sync`).
+        self._host_rows: list[tuple[list[int], np.ndarray, list[_Layout] | None]] = []
         self._host_lr: list[tuple[int, float | None]] = []
         self._epoch_loss_sum = 0.0
         self._epoch_loss_n = 0
@@ -273,15 +299,16 @@ class Doctor:
         # PyTorch's fast call path, which costs on every step.
         self._fwd_handles: list[Any] = []
         self._hook_fns: list[Callable[..., None]] = []
-        self._set_forward_hooks(self._acting)
+        self._plan(0)
         self._handles.append(optimizer.register_step_pre_hook(self._pre_step))
         self._handles.append(optimizer.register_step_post_hook(self._post_step))
 
-    def _activations_due(self, step: int) -> bool:
-        """Activation statistics on every `activation_every`-th sampled step."""
+    def _sampled(self, step: int) -> bool:
         s = self.schedule
-        period = s.dense_every if step < s.dense_steps else s.every
-        return step % (period * self.activation_every) == 0
+        if step < s.dense_steps:
+            return step % s.dense_every == 0
+        return step >= self._next_due
+
 
     # --- hooks (each guarded: a failure is one monitor-error, never a crash) -------------
     # Plain try/except rather than `monitor.guard`: a context manager costs microseconds
@@ -305,29 +332,39 @@ class Doctor:
         def hook(module: torch.nn.Module, inputs: Any, output: Any) -> None:
             # The model's mode, not the layer's: a BatchNorm put in eval mode for
             # fine-tuning still runs in a training step.
-            if not self.model.training or index in self._acts:
-                return
-            try:
-                x = _first_tensor(output)
-                if x is not None:
-                    self._acts[index] = _activation_stats(x, kind)
-            except Exception as exc:
-                self.monitor.monitor_error("activations", exc)
-            if bn is not None:
+            if not self.model.training or index in self._seen:
+                return  # a module called twice in one step: its first call counts
+            start = time.perf_counter()
+            self._seen.add(index)
+            x = _first_tensor(output)
+            if x is not None and self._hist_due:
                 try:
-                    frozen = _bn_uses_running_stats(module)
-                    x = _first_tensor(inputs)
-                    if frozen is not None and x is not None and x.dim() >= 2:
-                        self._bn_vals[bn] = (_bn_shift(x, module) if frozen else None, frozen)
+                    self._act_hists[index] = _bin_on_device(x.detach())
                 except Exception as exc:
-                    self.monitor.monitor_error("batchnorm", exc)
+                    self.monitor.monitor_error("histograms", exc)
+            if self._acting or self._hunt:
+                try:
+                    if x is not None:
+                        self._acts[index] = _activation_stats(x, kind)
+                except Exception as exc:
+                    self.monitor.monitor_error("activations", exc)
+                if bn is not None:
+                    try:
+                        frozen = _bn_uses_running_stats(module)
+                        x = _first_tensor(inputs)
+                        if frozen is not None and x is not None and x.dim() >= 2:
+                            self._bn_vals[bn] = (_bn_shift(x, module) if frozen else None,
+                                                 frozen)
+                    except Exception as exc:
+                        self.monitor.monitor_error("batchnorm", exc)
+            self._cost += time.perf_counter() - start
 
         return hook
 
     def _write_histograms(self, step: int) -> None:
-        """Weight and gradient histograms per layer: binned on the device over each
-        tensor's finite [min, max], then one read-back for all layers."""
-        bins = HISTOGRAM_BINS
+        """Weight and gradient histograms per layer and the activation histograms the
+        forward hooks binned on this step: each binned on the device over the
+        tensor's finite [min, max], then one read-back for all of them."""
         n_l = len(self._param_layers)
         per_layer: list[list[torch.Tensor]] = [[] for _ in range(n_l)]
         grads_of: list[list[torch.Tensor]] = [[] for _ in range(n_l)]
@@ -340,21 +377,17 @@ class Doctor:
         with torch.no_grad():
             for j, name in enumerate(self._param_layers):
                 for kind, tensors in (("weight_hist", per_layer[j]), ("grad_hist", grads_of[j])):
-                    if not tensors:
-                        continue
-                    x = torch.cat(tensors).float()
-                    finite = torch.isfinite(x)
-                    lo = torch.where(finite, x, math.inf).min()
-                    hi = torch.where(finite, x, -math.inf).max()
-                    span = torch.where(hi > lo, hi - lo, torch.ones_like(lo))
-                    y = torch.where(finite, (x - lo) / span, -1.0)  # outside [0, 1]: left out
-                    counts = torch.histc(y, bins=bins, min=0.0, max=1.0)
-                    parts.append(torch.cat([torch.stack([lo, span]), counts]))
-                    tags.append(f"layer/{name}/{kind}")
+                    if tensors:
+                        parts.append(_bin_on_device(torch.cat(tensors)))
+                        tags.append(f"layer/{name}/{kind}")
+            for i, binned in sorted(self._act_hists.items()):
+                parts.append(binned)
+                tags.append(f"layer/{self._hooked[i][0]}/act_hist")
             if not parts:
                 return
             dev = parts[0].device
             host = torch.stack([t.to(dev) for t in parts]).cpu().double().numpy()
+        bins = HISTOGRAM_BINS
         for tag, row in zip(tags, host, strict=True):
             start, width, counts = float(row[0]), float(row[1]), row[2:]
             if not (math.isfinite(start) and math.isfinite(width)):
@@ -363,7 +396,16 @@ class Doctor:
                                    step)
 
     def _pre_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
-        if self.histogram_every and self._opt_step % self.histogram_every == 0 and self._params:
+        if not (self._sampling or self._hunt or self._hist_due):
+            return  # a plain step: nothing to read
+        start = time.perf_counter()
+        try:
+            self._read_before_step()
+        finally:
+            self._cost += time.perf_counter() - start
+
+    def _read_before_step(self) -> None:
+        if self._hist_due and self._params:
             try:
                 self._write_histograms(self._opt_step)
             except Exception as exc:
@@ -382,6 +424,24 @@ class Doctor:
             self.monitor.monitor_error("gradients", exc)
 
     def _post_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        start = time.perf_counter()
+        try:
+            if self._sampling or self._hunt or self._hist_due or self._fwd_handles:
+                self._read_after_step()
+        finally:
+            self._opt_step += 1
+            self._plan(self._opt_step)
+            self._cost += time.perf_counter() - start
+
+    def _plan(self, step: int) -> None:
+        """What `step` reads, and forward hooks only when it reads activations."""
+        self._sampling = self._sampled(step)
+        self._acting = self._sampling and self._readings % self.activation_every == 0
+        self._hist_due = bool(self.histogram_every) and step % self.histogram_every == 0
+        if self._acting or self._hunt or self._hist_due or self._fwd_handles:
+            self._set_forward_hooks(self._acting or self._hunt or self._hist_due)
+
+    def _read_after_step(self) -> None:
         step = self._opt_step
         try:
             if (self._sampling or self._hunt) and self._before is not None:
@@ -417,19 +477,24 @@ class Doctor:
         except Exception as exc:
             self.monitor.monitor_error("updates", exc)
         finally:
+            if self._sampling:
+                self._did_read = True
+                self._readings += 1
+                if step >= self.schedule.dense_steps:
+                    self._period = self._budget.period()
+                    self._next_due = step + self._period
             self._before = None
             self._norms = []
             self._acts = {}
             self._bn_vals = {}
-            self._opt_step += 1
-            self._sampling = self.schedule.sampled(self._opt_step)
-            self._acting = self._activations_due(self._opt_step)
-            self._set_forward_hooks(self._acting or self._hunt)
+            self._act_hists = {}
+            self._seen = set()
 
     # --- user calls ---------------------------------------------------------------------
     def log(self, loss: torch.Tensor | float | None = None, **scalars: float) -> None:
         """Record this step's loss (a tensor is kept as is and read back later) and any
         other per-step scalars (`train/<name>_step`). Call once per optimizer step."""
+        start = time.perf_counter()
         step = self._step
         if loss is not None:
             try:  # the whole per-step cost: one detach and an append
@@ -442,8 +507,17 @@ class Doctor:
                 for name, v in scalars.items():
                     self.monitor.scalar(f"train/{name}_step", _to_float(v), step)
         self._step = step + 1
-        if (step + 1) % self._every == 0 or self._hunt:  # Schedule.sync_due, inlined
+        self._since_sync += 1
+        synced = self._since_sync >= self._period or self._hunt
+        if synced:
             self._sync()
+        # The Doctor's own time on this step, for `max_overhead`.
+        now = time.perf_counter()
+        cost = self._cost + (now - start)
+        if self._last_log is not None:
+            self._budget.step(now - self._last_log, cost,
+                              plain=not (synced or self._did_read))
+        self._last_log, self._cost, self._did_read = now, 0.0, False
         if self.monitor.should_stop:
             self.monitor.raise_if_stopping()
 
@@ -451,6 +525,13 @@ class Doctor:
         """Record end-of-epoch metrics: `val_loss`, `val_accuracy`, `train_accuracy`,
         `train_loss` (by default the mean of the epoch's step losses), any other name
         as `epoch/<name>`."""
+        start = time.perf_counter()
+        try:
+            self._end_epoch(metrics)
+        finally:
+            self._cost += time.perf_counter() - start  # charged to the next step
+
+    def _end_epoch(self, metrics: Mapping[str, float | torch.Tensor]) -> None:
         self._sync()
         step = max(self._step - 1, 0)
         with self.monitor.guard("log_epoch"):
@@ -495,6 +576,9 @@ class Doctor:
         for h in self._handles:
             h.remove()
         self._handles = []
+        with self.monitor.guard("write"):
+            self.monitor.store.meta["overhead"] = self._budget.to_dict()
+            self.monitor.store.write_meta()
         self._check()
         self.monitor.close()
 
@@ -512,10 +596,12 @@ class Doctor:
         self.monitor.check()
 
     def _sync(self) -> None:
-        """Move everything kept on the device to the host in one transfer. Values wait
-        on the host until the next flush, where each series is written in one batch."""
+        """Move everything kept on the device to the host in one transfer. The raw rows
+        wait on the host until the next flush, where they are finished in one
+        vectorized pass and each series is written in one batch; a row with a
+        non-finite value is finished at once, to find where a NaN began."""
         losses, rows = self._losses, self._rows
-        self._losses, self._rows = [], []
+        self._losses, self._rows, self._since_sync = [], [], 0
         if losses or rows:
             with self.monitor.guard("sync"):
                 tensors = [v.reshape(1) for _, v in losses if isinstance(v, torch.Tensor)]
@@ -528,10 +614,14 @@ class Doctor:
                 values = [next(it) if isinstance(v, torch.Tensor) else v for _, v in losses]
                 self._take_losses([st for st, _ in losses], values)
                 if rows:
-                    table = self._host_table(host[len(tensors):], [lay for _, _, lay in rows])
+                    raw = host[len(tensors):]
                     steps = [st for st, _, _ in rows]
-                    self._host_rows.append((steps, table))
-                    if not self.monitor.has_live_finding("nan-origin"):
+                    layouts = [lay for _, _, lay in rows]
+                    if np.isfinite(raw).all() or self.monitor.has_live_finding("nan-origin"):
+                        self._host_rows.append((steps, raw, layouts))
+                    else:
+                        table = self._host_table(raw, layouts)
+                        self._host_rows.append((steps, table, None))
                         self._find_nan_origin(steps, table)
                 self._host_lr.append((losses[-1][0] if losses else rows[-1][0],
                                       self._current_lr()))
@@ -548,41 +638,66 @@ class Doctor:
         """The read-back values of sampled steps as a fixed-width table, one row per
         step: weight, update and grad norms per parameter, `STATS` per hooked layer
         (NaN where the layer did not run), its forward position (-1: did not run),
-        then bn_shift and bn_frozen per BatchNorm layer."""
+        then bn_shift and bn_frozen per BatchNorm layer. Consecutive steps with the
+        same layout (the usual case) are finished together, column-wise."""
         n_p, n_a, n_b, n_s = len(self._params), len(self._hooked), len(self._bns), len(STATS)
         a0 = 3 * n_p
         o0 = a0 + n_a * n_s
         b0 = o0 + n_a
         table = np.full((len(layouts), b0 + 2 * n_b), math.nan)
         table[:, o0:b0] = -1.0
-        pos = 0
-        for r, lay in enumerate(layouts):
-            table[r, :a0] = flat[pos:pos + a0]
-            pos += a0
-            stats = []
-            for _, _, _, k, _ in lay.acts:
-                stats.append(flat[pos:pos + k])
-                pos += k
-            for b, has_shift, frozen in lay.bns:
-                if has_shift:
-                    table[r, b0 + b] = flat[pos]
-                    pos += 1
-                table[r, b0 + n_b + b] = 1.0 if frozen else 0.0
-            for order, ((i, n, units, _, vec), vals) in enumerate(
-                    zip(lay.acts, stats, strict=True)):
-                if vec:
-                    vals = np.concatenate([vals, flat[pos:pos + units]])
-                    pos += units
-                table[r, a0 + i * n_s:a0 + (i + 1) * n_s] = _finish_stats(
-                    vals, n, units, self._hooked[i][2])
-                table[r, o0 + i] = order
+        pos = r = 0
+        while r < len(layouts):
+            lay = layouts[r]
+            end = r + 1
+            while end < len(layouts) and layouts[end] == lay:
+                end += 1
+            width = _row_width(a0, lay)
+            block = flat[pos:pos + (end - r) * width].reshape(end - r, width)
+            pos += (end - r) * width
+            self._fill_rows(table[r:end], block, lay, a0, o0, b0)
+            r = end
         return table
+
+    def _fill_rows(self, out: np.ndarray, block: np.ndarray, lay: _Layout, a0: int,
+                   o0: int, b0: int) -> None:
+        """`_host_table` rows (`out`) from raw rows (`block`) that share one layout."""
+        n_b, n_s = len(self._bns), len(STATS)
+        out[:, :a0] = block[:, :a0]
+        col = a0
+        firsts = []
+        for _, _, _, k, _ in lay.acts:
+            firsts.append(col)
+            col += k
+        for b, has_shift, frozen in lay.bns:
+            if has_shift:
+                out[:, b0 + b] = block[:, col]
+                col += 1
+            out[:, b0 + n_b + b] = 1.0 if frozen else 0.0
+        for order, ((i, n, units, k, vec), c0) in enumerate(zip(lay.acts, firsts, strict=True)):
+            s1, s2 = block[:, c0], block[:, c0 + 1]
+            n = max(n, 1)
+            with np.errstate(invalid="ignore", over="ignore"):
+                bad = ~(np.isfinite(s1) & np.isfinite(s2))
+                mean = s1 / n
+                std = np.where(bad, math.nan, np.sqrt(np.maximum(s2 / n - mean * mean, 0.0)))
+            dead = sat = np.full(len(block), math.nan)
+            if vec:
+                dead = np.mean(block[:, col:col + units] <= 0, axis=1)
+                col += units
+            elif k > 2:
+                sat = block[:, c0 + 2] / n
+            stats = out[:, a0 + i * n_s:a0 + (i + 1) * n_s]
+            stats[:, 0], stats[:, 1], stats[:, 2], stats[:, 3] = mean, std, dead, sat
+            stats[:, 4] = bad
+            out[:, o0 + i] = order
 
     def _drain(self) -> None:
         """Write the values waiting on the host into the store."""
-        losses, rows, lrs = self._host_losses, self._host_rows, self._host_lr
+        losses, pending, lrs = self._host_losses, self._host_rows, self._host_lr
         self._host_losses, self._host_rows, self._host_lr = [], [], []
         with self.monitor.guard("write"):
+            rows = self._finish(pending)
             store = self.monitor.store
             if losses:
                 store.add_scalars("train/loss_step", [st for st, _ in losses],
@@ -594,6 +709,27 @@ class Doctor:
             if rows:
                 self._write_rows([st for steps, _ in rows for st in steps],
                                  np.concatenate([t for _, t in rows]))
+
+    def _finish(self, pending: list[tuple[list[int], np.ndarray, list[_Layout] | None]]
+                ) -> list[tuple[list[int], np.ndarray]]:
+        """Finished tables of `_host_rows`, in step order; runs of raw rows are
+        finished together."""
+        out: list[tuple[list[int], np.ndarray]] = []
+        steps: list[int] = []
+        raws: list[np.ndarray] = []
+        layouts: list[_Layout] = []
+        for st, values, lays in [*pending, ([], np.zeros(0), None)]:
+            if lays is not None:
+                steps += st
+                raws.append(values)
+                layouts += lays
+                continue
+            if steps:
+                out.append((steps, self._host_table(np.concatenate(raws), layouts)))
+                steps, raws, layouts = [], [], []
+            if st:
+                out.append((st, values))
+        return out
 
     def _take_losses(self, steps: list[int], values: list[float]) -> None:
         for st, v in zip(steps, values, strict=True):

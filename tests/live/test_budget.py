@@ -1,0 +1,99 @@
+"""The overhead budget: how far apart per-layer readings are, from the Doctor's own
+measured cost and the step time (pure arithmetic here; wired into the PyTorch
+Doctor below)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from lossdoctor.live.budget import OverheadBudget
+
+
+def _periods(budget: OverheadBudget, *, base: float, plain: float, extra: float,
+             periods: int = 6, steps: int = 10) -> list[int]:
+    """Feed `periods` periods of `steps` steps, the first of each costing `extra`
+    more than a plain step; the period chosen after each."""
+    out = []
+    for _ in range(periods):
+        budget.step(base + plain + extra, plain + extra, plain=False)
+        for _ in range(steps - 1):
+            budget.step(base + plain, plain, plain=True)
+        out.append(budget.period())
+    return out
+
+
+def test_period_grows_until_the_cost_fits() -> None:
+    # 1 ms steps, 10 us per plain step, 0.5 ms per reading: 2% leaves 10 us a step
+    # for readings, one every 50 steps.
+    b = OverheadBudget(0.02, every=10, max_every=100)
+    assert _periods(b, base=1e-3, plain=1e-5, extra=5e-4)[-1] == pytest.approx(50, abs=1)
+    # Cheap readings next to slow steps: the floor, `every`.
+    b = OverheadBudget(0.02, every=10, max_every=100)
+    assert _periods(b, base=0.1, plain=1e-5, extra=5e-4) == [10] * 6
+
+
+def test_period_capped_and_disabled() -> None:
+    b = OverheadBudget(0.02, every=10, max_every=40)
+    assert _periods(b, base=1e-3, plain=1e-5, extra=5e-2)[-1] == 40
+    # Plain steps alone already over the budget: as rare as allowed.
+    b = OverheadBudget(0.02, every=10, max_every=40)
+    assert _periods(b, base=1e-3, plain=1e-4, extra=1e-4)[-1] == 40
+    b = OverheadBudget(None, every=10, max_every=40)
+    assert _periods(b, base=1e-3, plain=1e-5, extra=5e-2) == [10] * 6
+    for bad in (0.0, 1.0, -0.1):
+        with pytest.raises(ValueError):
+            OverheadBudget(bad, every=10, max_every=40)
+
+
+def test_a_slow_step_now_and_then_does_not_move_the_step_time() -> None:
+    # A validation pass charged to the step after it: 500x a step, once per period.
+    b = OverheadBudget(0.02, every=10, max_every=1000)
+    for _ in range(6):
+        b.step(0.5, 0.0, plain=True)
+        for _ in range(9):
+            b.step(1e-3, 1e-5, plain=True)
+        b.step(1e-3 + 5e-4, 5e-4, plain=False)
+        period = b.period()
+    assert period == pytest.approx(50, abs=2)
+
+
+torch = pytest.importorskip("torch")
+
+
+def _train(run_dir: Path, steps: int, sleep: float, **kwargs: object) -> dict[str, object]:
+    from lossdoctor.torch import Doctor
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    x, y = torch.randn(32, 8), torch.randint(0, 3, (32,))
+    with Doctor(model, opt, run_dir, verbose=False, dense_steps=20,  # type: ignore[arg-type]
+                histogram_every=0, **kwargs) as doc:
+        for _ in range(steps):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+            doc.log(loss=0.0)
+            if sleep:
+                time.sleep(sleep)  # a slower model
+    steps_read = doc.report().run.series["layer/0/weight_norm"].steps.tolist()
+    meta = json.loads((run_dir / "run.json").read_text())
+    return {"steps": steps_read, "overhead": meta["overhead"]}
+
+
+def test_doctor_stretches_readings_on_a_fast_model_only(tmp_path: Path) -> None:
+    # A 30-microsecond step cannot carry a reading every 10 steps within 0.1%: the
+    # period goes to its cap; a 10 ms step keeps the schedule as asked.
+    fast = _train(tmp_path / "fast", 400, 0.0, max_overhead=0.001, max_every=80)
+    assert fast["overhead"]["period"] == 80  # type: ignore[index]
+    dense = list(range(0, 20, 5))
+    assert fast["steps"][:4] == dense and len(fast["steps"]) < 4 + 380 // 10
+    slow = _train(tmp_path / "slow", 80, 0.01)
+    assert slow["overhead"] == {"max_overhead": 0.02, "max_every": 100, "period": 10}
+    assert slow["steps"] == dense + list(range(20, 80, 10))
+    fixed = _train(tmp_path / "fixed", 400, 0.0, max_overhead=None)
+    assert fixed["steps"] == dense + list(range(20, 400, 10))
