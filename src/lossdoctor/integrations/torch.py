@@ -155,14 +155,17 @@ class Doctor:
     check_interval_s: diagnose (and print new findings) at most this often, at a
         read-back or an epoch end; always at `close()`. nan-origin and monitor-error
         are printed at once.
-    flush_interval_s: write to the event file at most this often (and at every epoch
-        end, `flush()` and `close()`): what a `kill -9` can lose.
+    flush_interval_s: write to the event file at most this often (checked at every
+        read-back and epoch end; and at `flush()` and `close()`): what a `kill -9` can
+        lose.
     hparams: extra hyperparameters to store in run.json.
-    histogram_every: per-layer weight and gradient histograms (`layer/<name>/weight_hist`,
-        `layer/<name>/grad_hist`; 30 equal bins over the finite values' [min, max],
-        binned on the device with `torch.histc`, read back in one transfer) on step 0
-        and every `histogram_every` (200) optimizer steps; 0 disables them. Weights are
-        taken before the step, like the weight norms.
+    histogram_every: per-layer weight, gradient and activation histograms
+        (`layer/<name>/weight_hist`, `grad_hist`, `act_hist`: 30 equal bins over the
+        finite values' [min, max], binned on the device with `torch.histc`, read back
+        in one transfer) on step 0 and every `histogram_every` (200) optimizer steps,
+        as many times more as the budget spaces readings out; 0 disables them.
+        Weights are taken before the step, like the weight norms; activations are the
+        outputs of the hooked layers on that step's batch.
 
     BatchNorm layers (watched even when their weights are not trained) also record
     `bn_frozen` (1 while they normalize with, or never update, their running
@@ -261,6 +264,7 @@ class Doctor:
         # the dense start, between readings); see `max_overhead`
         self._next_due = self.schedule.dense_steps  # the first reading after the start
         self._readings = 0  # sampled steps so far
+        self._next_hist = 0  # the next step with histograms
         self._cost = 0.0  # seconds spent in the Doctor since the last log()
         self._last_log: float | None = None
         self._since_sync = 0  # steps logged since the last read-back
@@ -405,7 +409,10 @@ class Doctor:
             self._cost += time.perf_counter() - start
 
     def _read_before_step(self) -> None:
-        if self._hist_due and self._params:
+        if self._hist_due:
+            # As readings are spaced out by the budget, so are histograms.
+            stretch = max(1, self._period // self.schedule.every)
+            self._next_hist = self._opt_step + self.histogram_every * stretch
             try:
                 self._write_histograms(self._opt_step)
             except Exception as exc:
@@ -437,7 +444,7 @@ class Doctor:
         """What `step` reads, and forward hooks only when it reads activations."""
         self._sampling = self._sampled(step)
         self._acting = self._sampling and self._readings % self.activation_every == 0
-        self._hist_due = bool(self.histogram_every) and step % self.histogram_every == 0
+        self._hist_due = bool(self.histogram_every) and step >= self._next_hist
         if self._acting or self._hunt or self._hist_due or self._fwd_handles:
             self._set_forward_hooks(self._acting or self._hunt or self._hist_due)
 
@@ -541,7 +548,10 @@ class Doctor:
             for tag, value in given.items():
                 self.monitor.scalar(tag, value, step)
             self.monitor.scalar("epoch", float(self._epoch), step)
-        self.flush()
+        # Written with the next timed flush, not at once: epochs of a fraction of a
+        # second would otherwise pay a file write each (about 2 ms).
+        if time.monotonic() - self._last_flush >= self.flush_interval_s:
+            self.flush()
         self._epoch_loss_sum, self._epoch_loss_n = 0.0, 0
         self._epoch += 1
         if time.monotonic() - self._last_check >= self.check_interval_s:
