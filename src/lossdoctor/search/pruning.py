@@ -16,7 +16,7 @@ import optuna
 
 from lossdoctor.diagnosis import diagnose
 from lossdoctor.rules._stats import MIN_RELATIVE_CHANGE
-from lossdoctor.search.reporter import live_run, set_reason
+from lossdoctor.search.reporter import INNER_KEPT, live_run, set_reason
 
 # Findings that mean more epochs will not help, whatever the other trials did.
 FATAL = ("nan-loss", "softmax-overflow", "diverging", "constant-loss")
@@ -24,9 +24,6 @@ FATAL = ("nan-loss", "softmax-overflow", "diverging", "constant-loss")
 BEHIND = ("plateau", "lr-too-low")
 # Epochs before a trial's own curve is read as stuck (a trend needs 3 points).
 TREND_POINTS = 3
-# user_attrs key: the diagnosis stopped this trial while the inner pruner would have
-# let it go on. The inner pruner sees such a trial as the run it would have had.
-INNER_KEPT = "lossdoctor_inner_kept"
 
 
 class DiagnosisPruner(optuna.pruners.BasePruner):
@@ -60,9 +57,10 @@ class DiagnosisPruner(optuna.pruners.BasePruner):
         if reason is None and inner:
             reason = type(self.inner).__name__.removesuffix("Pruner").lower()
         if reason is not None:
-            set_reason(trial._trial_id, reason)
-            if self.inner is not None and not inner:
-                study._storage.set_trial_user_attr(trial._trial_id, INNER_KEPT, True)
+            # Recorded on the trial by its reporter, through Optuna's public API (a
+            # pruner is handed a FrozenTrial, which cannot take user attributes).
+            set_reason((study.study_name, trial.number), reason,
+                       inner_kept=self.inner is not None and not inner)
         return reason is not None
 
     def reason(self, study: Any, trial: Any) -> str | None:
@@ -73,7 +71,7 @@ class DiagnosisPruner(optuna.pruners.BasePruner):
         step = max(values)
         if not math.isfinite(values[step]):
             return "nan-loss"
-        run = live_run(trial._trial_id)
+        run = live_run((study.study_name, trial.number))
         diagnosis = diagnose(run) if run is not None else None
         codes: set[str] = set()
         if diagnosis is not None:

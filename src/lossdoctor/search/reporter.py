@@ -31,10 +31,18 @@ from lossdoctor.run import Run
 _TAGS = {"train_loss": "train/loss", "val_loss": "val/loss",
          "train_accuracy": "train/accuracy", "val_accuracy": "val/accuracy"}
 
-# Trial id -> the live run of that trial. The pruner reads the whole curve (train and
-# validation) from here: Optuna's FrozenTrial only holds the objective's values.
-_LIVE: dict[int, Callable[[], Run]] = {}
-_REASONS: dict[int, str] = {}
+# user_attrs key: the diagnosis stopped this trial while the inner pruner would have
+# let it go on (see `DiagnosisPruner`).
+INNER_KEPT = "lossdoctor_inner_kept"
+
+# A trial, by public Optuna attributes: (study name, trial number).
+TrialKey = tuple[str, int]
+
+# The live run of each trial. The pruner reads the whole curve (train and validation)
+# from here: Optuna's FrozenTrial only holds the objective's values.
+_LIVE: dict[TrialKey, Callable[[], Run]] = {}
+# Why the pruner stopped a trial, and whether the inner pruner would have kept it.
+_REASONS: dict[TrialKey, tuple[str, bool]] = {}
 _LOCK = threading.Lock()
 
 
@@ -48,15 +56,16 @@ class TrialPruned(Exception):
         self.epoch = epoch
 
 
-def live_run(trial_id: int) -> Run | None:
+def live_run(key: TrialKey) -> Run | None:
     with _LOCK:
-        get = _LIVE.get(trial_id)
+        get = _LIVE.get(key)
     return get() if get is not None else None
 
 
-def set_reason(trial_id: int, reason: str) -> None:
+def set_reason(key: TrialKey, reason: str, *, inner_kept: bool = False) -> None:
+    """Called by the pruner; the reporter records it on the trial when it stops."""
     with _LOCK:
-        _REASONS[trial_id] = reason
+        _REASONS[key] = (reason, inner_kept)
 
 
 class TrialReporter:
@@ -80,8 +89,9 @@ class TrialReporter:
         self._trial = trial
         self._store = RunStore(self.run_dir, {"search": dict(meta or {}),
                                               "params": self.params, "seed": seed})
-        self._id: int | None = getattr(trial, "_trial_id", None)
-        if self._id is not None:
+        self._id: TrialKey | None = None
+        if trial is not None:
+            self._id = (trial.study.study_name, trial.number)
             with _LOCK:
                 _LIVE[self._id] = self._store.to_run
 
@@ -108,7 +118,10 @@ class TrialReporter:
         self._trial.report(self.last_value, int(epoch))
         if self._trial.should_prune():
             with _LOCK:
-                reason = _REASONS.pop(self._id, None) if self._id is not None else None
+                reason, inner_kept = _REASONS.pop(self._id, (None, False)) \
+                    if self._id is not None else (None, False)
+            if inner_kept:
+                self._trial.set_user_attr(INNER_KEPT, True)
             name = type(getattr(getattr(self._trial, "study", None), "pruner", None)).__name__
             self.reason = reason or name.removesuffix("Pruner").lower() or "pruner"
             self.should_stop = True
