@@ -17,6 +17,7 @@ import search_digits  # noqa: E402  (examples/ is on sys.path: tests/conftest.py
 import lossdoctor  # noqa: E402
 from lossdoctor.cli import main  # noqa: E402
 from lossdoctor.search import Choice, LogUniform, TrialReporter  # noqa: E402
+from lossdoctor.search.reporter import INNER_KEPT  # noqa: E402
 from lossdoctor.sources import Options, load  # noqa: E402
 
 SGD_FIXED_MOMENTUM = Choice([0.9])
@@ -99,6 +100,16 @@ def test_a_diverging_trial_is_pruned_with_its_reason(tmp_path: Path) -> None:
     # The run folder says so too.
     meta = json.loads((Path(trial.run_dir or "") / "run.json").read_text())
     assert meta["stopped"]["reason"] == "nan-loss"
+
+
+def test_combined_pruner_marks_trials_only_the_diagnosis_stopped(tmp_path: Path) -> None:
+    # MedianPruner waits for 5 finished trials: the first trial's NaN is the
+    # diagnosis' call alone, recorded for the median's view of the study.
+    result = lossdoctor.search(_softmax_regression, {"lr": Choice([1e6])}, n_trials=1,
+                               run_root=tmp_path, progress=False, pruner="diagnosis+median")
+    frozen = result.study.trials[0]
+    assert frozen.user_attrs["prune_reason"] == "nan-loss"
+    assert frozen.user_attrs[INNER_KEPT] is True
 
 
 def test_hopeless_trials_are_pruned_and_save_epochs(tmp_path: Path) -> None:
