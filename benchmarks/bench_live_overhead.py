@@ -34,12 +34,14 @@ def _digits_cnn() -> tuple[Any, Any]:
     return model, torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
 
 
-def torch_trial(epochs: int, run_dir: Path, every_step: bool = False
-                ) -> tuple[list[float], list[float], list[float], list[float]]:
+def torch_trial(epochs: int, run_dir: Path, every_step: bool = False, control: bool = False,
+                swap: bool = False
+                ) -> tuple[list[float], list[float], list[float], list[float], float | None]:
     """Two identical CNNs, one under the Doctor, trained epoch by epoch in turns
     (A B, B A, A B, ...), so both see the same machine: per epoch, the seconds of
     wall time and of this thread's CPU time each took (the Doctor's `log_epoch`
-    included; its `close` is added to its last epoch)."""
+    included; its `close` is added to its last epoch), and the Doctor's own measure
+    of its share of the time. `control`: no Doctor on either (the noise floor)."""
     import torch
     from sklearn.datasets import load_digits
 
@@ -50,12 +52,14 @@ def torch_trial(epochs: int, run_dir: Path, every_step: bool = False
     xt = torch.tensor(x, dtype=torch.float32).reshape(-1, 1, 8, 8)
     yt = torch.tensor(y)
     plain, watched = _digits_cnn(), _digits_cnn()
+    if swap:  # two instances of one model can differ by a few percent (memory layout):
+        plain, watched = watched, plain  # which one is watched alternates between runs
     # every_step: every signal on every step, the configuration tools like Cockpit
     # are measured in; the default samples.
     options: dict[str, Any] = (
         {"every": 1, "dense_every": 1, "activation_every": 1, "histogram_every": 1,
          "max_overhead": None} if every_step else {})
-    doc = Doctor(*watched, run_dir, verbose=False, **options)
+    doc = None if control else Doctor(*watched, run_dir, verbose=False, **options)
     gen = torch.Generator().manual_seed(0)
 
     def epoch(model: Any, opt: Any, perm: Any, with_doctor: bool) -> tuple[float, float]:
@@ -66,9 +70,9 @@ def torch_trial(epochs: int, run_dir: Path, every_step: bool = False
             opt.zero_grad()
             loss.backward()
             opt.step()
-            if with_doctor:
+            if with_doctor and doc is not None:
                 doc.log(loss=loss)
-        if with_doctor:
+        if with_doctor and doc is not None:
             doc.log_epoch()
         return time.perf_counter() - wall, time.thread_time() - cpu
 
@@ -79,11 +83,13 @@ def torch_trial(epochs: int, run_dir: Path, every_step: bool = False
             wall, cpu = epoch(*(watched if with_doctor else plain), perm, with_doctor)
             (live_wall if with_doctor else base_wall).append(wall)
             (live_cpu if with_doctor else base_cpu).append(cpu)
+    if doc is None:
+        return base_wall, live_wall, base_cpu, live_cpu, None
     wall, cpu = time.perf_counter(), time.thread_time()
     doc.close()
     live_wall[-1] += time.perf_counter() - wall
     live_cpu[-1] += time.thread_time() - cpu
-    return base_wall, live_wall, base_cpu, live_cpu
+    return base_wall, live_wall, base_cpu, live_cpu, doc._budget.share()
 
 
 def keras_trial(with_doctor: bool, epochs: int, run_dir: Path, batch: int = 32,
@@ -173,6 +179,9 @@ def main() -> None:
     parser.add_argument("--keras-width", type=int, default=1,
                         help="multiplies the Keras CNN's channels and units")
     parser.add_argument("--framework", choices=("torch", "keras", "both"), default="both")
+    parser.add_argument("--control", action="store_true",
+                        help="PyTorch: the same alternation without a doctor on either "
+                        "model, to see the machine's noise")
     parser.add_argument("--every-step", action="store_true",
                         help="PyTorch: every signal on every step instead of the default "
                         "sampling")
@@ -180,28 +189,37 @@ def main() -> None:
     if args.framework in ("keras", "both"):
         bench_keras(args.repeats, args.keras_epochs, args.keras_batch, args.keras_width)
     if args.framework in ("torch", "both"):
-        bench_torch(args.repeats, args.epochs, args.every_step)
+        bench_torch(args.repeats, args.epochs, args.every_step, args.control)
 
 
-def bench_torch(repeats: int, epochs: int, every_step: bool = False) -> None:
+def bench_torch(repeats: int, epochs: int, every_step: bool = False,
+                control: bool = False) -> None:
     import torch
 
     torch.set_num_threads(1)  # steadier timings on a shared machine
     with tempfile.TemporaryDirectory() as tmp:
-        torch_trial(1, Path(tmp) / "warm", every_step)  # imports, allocator
-        trials = [torch_trial(epochs, Path(tmp) / f"r{r}", every_step)
+        torch_trial(1, Path(tmp) / "warm", every_step, control)  # imports, allocator
+        trials = [torch_trial(epochs, Path(tmp) / f"r{r}", every_step, control, r % 2 == 1)
                   for r in range(repeats)]
     steps = 1797 // 32
+    what = (", CONTROL: no doctor on either model" if control
+            else ", every signal every step" if every_step else "")
     print(f"torch CNN, digits, {repeats} runs x {epochs} epochs x {steps} steps, epochs "
-          f"alternated{', every signal every step' if every_step else ''}")
+          f"alternated{what}")
     for label, (bi, li) in (("wall", (0, 1)), ("thread CPU", (2, 3))):
         ratios = [sum(t[li]) / sum(t[bi]) for t in trials]
         base = sum(sum(t[bi]) for t in trials)
         live = sum(sum(t[li]) for t in trials)
         per_step = 1e3 * base / (repeats * epochs * steps)
+        spread = statistics.stdev(ratios) / len(ratios) ** 0.5 if len(ratios) > 1 else 0.0
         print(f"  {label:10s} without {base:7.3f} s ({per_step:.2f} ms/step)  with "
-              f"{live:7.3f} s  ratio {live / base:.4f}  per run "
+              f"{live:7.3f} s  ratio {live / base:.4f}; mean of runs "
+              f"{statistics.mean(ratios):.4f} +- {spread:.4f} (s.e.)  per run "
               f"{[round(r, 4) for r in ratios]}")
+    shares = [t[4] for t in trials if t[4] is not None]
+    if shares:
+        print(f"  the Doctor's own timing of its work: {100 * statistics.mean(shares):.2f}% "
+              f"of the wall time (per run {[round(100 * v, 2) for v in shares]})")
 
 
 if __name__ == "__main__":

@@ -268,7 +268,9 @@ class Doctor:
         self._cost = 0.0  # seconds spent in the Doctor since the last log()
         self._last_log: float | None = None
         self._since_sync = 0  # steps logged since the last read-back
-        self._did_read = False  # the step since the last log() was sampled
+        self._did_read = ""  # what the step since the last log() read: "act", "read"
+        self._worked = False  # the previous step read or read back (see `OverheadBudget`)
+        self._edge = False  # an epoch ended since the last log()
         self._step = 0  # steps logged by log()
         self._opt_step = 0  # optimizer steps taken
         self._epoch = 0
@@ -283,6 +285,7 @@ class Doctor:
         self._seen: set[int] = set()  # hooked layers seen by a forward hook this step
         self._norms: list[torch.Tensor] = []  # gradient then weight norms, this step
         self._before: list[torch.Tensor] | None = None
+        self._snapshot: list[torch.Tensor] | None = None  # buffers behind `_before`
         # Sampled steps waiting on the device: (step, all values as one tensor, layout).
         self._rows: list[tuple[int, torch.Tensor, _Layout]] = []
         self._losses: list[tuple[int, torch.Tensor | float]] = []
@@ -426,9 +429,21 @@ class Doctor:
                          for p in self._params]
                 # Gradient and weight norms in one fused call.
                 self._norms = list(torch._foreach_norm(grads + weights))
-                self._before = list(torch._foreach_mul(weights, 1.0))
+                self._before = self._snapshot_of(weights)
         except Exception as exc:
             self.monitor.monitor_error("gradients", exc)
+
+    def _snapshot_of(self, weights: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The weights copied into buffers kept between readings: allocating and
+        freeing a model-sized copy each time costs page faults, in the step that
+        frees it and the one after."""
+        held = self._snapshot
+        if held is None or any(h.shape != w.shape or h.dtype != w.dtype or h.device != w.device
+                               for h, w in zip(held, weights, strict=True)):
+            self._snapshot = held = list(torch._foreach_mul(weights, 1.0))
+        else:
+            torch._foreach_copy_(held, weights)
+        return held
 
     def _post_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         start = time.perf_counter()
@@ -485,7 +500,7 @@ class Doctor:
             self.monitor.monitor_error("updates", exc)
         finally:
             if self._sampling:
-                self._did_read = True
+                self._did_read = "act" if self._acting else "read"
                 self._readings += 1
                 if step >= self.schedule.dense_steps:
                     self._period = self._budget.period()
@@ -521,10 +536,12 @@ class Doctor:
         # The Doctor's own time on this step, for `max_overhead`.
         now = time.perf_counter()
         cost = self._cost + (now - start)
+        work = self._did_read or ("sync" if synced else "")
         if self._last_log is not None:
-            self._budget.step(now - self._last_log, cost,
-                              plain=not (synced or self._did_read))
-        self._last_log, self._cost, self._did_read = now, 0.0, False
+            kind = ("edge" if self._edge else work or ("after" if self._worked else "plain"))
+            self._budget.step(now - self._last_log, cost, kind)
+        self._last_log, self._cost, self._did_read = now, 0.0, ""
+        self._worked, self._edge = bool(work), False
         if self.monitor.should_stop:
             self.monitor.raise_if_stopping()
 
@@ -537,7 +554,7 @@ class Doctor:
             self._end_epoch(metrics)
         finally:
             self._cost += time.perf_counter() - start  # charged to the next step
-
+            self._edge = True
     def _end_epoch(self, metrics: Mapping[str, float | torch.Tensor]) -> None:
         self._sync()
         step = max(self._step - 1, 0)
