@@ -16,8 +16,9 @@ The step time `base` is the median of recent plain steps; what a kind of work co
 is the median of what its recent steps took beyond `base` (robust to the odd step
 the OS stalls); a period's cost `extra` is the sum of that over its work steps
 (between what the doctor timed itself in the period and `MAX_HIDDEN_FACTOR` times
-that); `plain` is the doctor's own time on a plain step (a few microseconds). After the dense start the period between readings is
-`ceil(extra / (limit * base - plain))`, never below `every` nor above `max_every`.
+that); `plain` is the doctor's own time on a plain step (a few microseconds). After
+the dense start the period between readings is `ceil(extra / (limit * base -
+plain))`, never below `every` nor above `max_every`.
 """
 
 from __future__ import annotations
