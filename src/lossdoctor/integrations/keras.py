@@ -1,5 +1,5 @@
-"""Live doctor for Keras 3 (TensorFlow backend): a callback that records per-layer
-signals into a lossdoctor run folder, with the same series and run.json layout as
+"""Live doctor for Keras 3: a callback that records per-layer signals into a
+lossdoctor run folder, with the same series and run.json layout as
 `lossdoctor.torch.Doctor`, and diagnoses while training.
 
     doc = lossdoctor.keras.Doctor(run_dir="runs/a", probe=(x_train[:64], y_train[:64]))
@@ -15,20 +15,36 @@ What a callback can see, and so what is recorded:
 - on sampled steps (see `Schedule`): per layer `weight_norm`, `update_norm`,
   `update_ratio` (weights copied at the step's start, compared at its end);
 - with `probe=(x, y)`, on sampled steps: `grad_norm` per layer (the compiled loss on
-  the first `probe_size` probe samples, float32, tf.GradientTape) and per layer
-  output `act_mean`, `act_std`, `dead_fraction`, `saturated_fraction`, `nan_count`
-  (functional and Sequential models; a subclassed model gets gradients only).
-  Callbacks never see the training batches, hence the fixed probe. Without a probe
-  these signals are skipped, with one note in run.json.
+  the first `probe_size` probe samples, float32) and per layer output `act_mean`,
+  `act_std`, `dead_fraction`, `saturated_fraction`, `nan_count` (functional and
+  Sequential models; a subclassed model gets gradients only). Callbacks never see
+  the training batches, hence the fixed probe. Without a probe these signals are
+  skipped, with one note in run.json;
+- BatchNormalization layers (nested models' too, named `outer/inner`), on probe
+  steps: `bn_frozen` (1 while the layer normalizes with frozen moving statistics:
+  `trainable=False`, which Keras runs in inference mode during fit, or momentum 1)
+  and, while frozen, `bn_shift` of the layer's input on the probe against its moving
+  statistics (see `keras_tf.bn_shift`), for the frozen-batchnorm rule;
+- histograms (`layer/<name>/weight_hist`, and with a probe `grad_hist` and, per
+  probed output, `act_hist`): on step 0 and every `histogram_every` steps, 30 equal
+  bins over each tensor's finite [min, max], binned on the device in the probe's
+  pass and read back with it.
 
 The probe runs with training=False: dropout off and BatchNorm on its moving
 statistics, so the probe never changes the user's model state (a training-mode
 BatchNorm call would update the moving averages) and readings are comparable
-across steps. nan-origin: on sampled steps, and at once after a non-finite loss, the
-first layer whose probe output is non-finite, else the deepest layer with a
-non-finite gradient. Every signal is guarded: a failure is one `monitor-error`
-finding and training goes on. With `steps_per_execution > 1` Keras calls the
-callback once per execution, so "steps" are executions.
+across steps. So a BatchNorm layer's probe input is its training input only when
+the BatchNorm layers before it are frozen too (the usual fine-tuning case).
+nan-origin: on sampled steps, and at once after a non-finite loss, the first layer
+whose probe output is non-finite, else the deepest layer with a non-finite gradient.
+Every signal is guarded: a failure is one `monitor-error` finding and training goes
+on. With `steps_per_execution > 1` Keras calls the callback once per execution, so
+"steps" are executions.
+
+Backends: on TensorFlow the readings are traced functions (`keras_tf`, gradients
+with tf.GradientTape); on the others they are eager `keras.ops` on sampled steps
+(`keras_eager`), with probe gradients from torch.autograd on the torch backend and
+none elsewhere (a note in run.json). TensorFlow is imported only on its backend.
 """
 
 from __future__ import annotations
@@ -41,7 +57,6 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from lossdoctor.diagnosis import Diagnosis
 from lossdoctor.findings import Finding
@@ -58,6 +73,8 @@ SATURATION = 0.99  # sigmoid outside [0.01, 0.99], |tanh| above 0.99
 CHECK_INTERVAL_S = 10.0  # full diagnosis (new findings printed) at most this often
 FLUSH_INTERVAL_S = 2.0  # event-file writes at most this often (and at each epoch end)
 PROBE_SIZE = 64
+HISTOGRAM_BINS = 30
+HISTOGRAM_ROW = 2 + HISTOGRAM_BINS  # start, width, counts
 
 __all__ = ["Doctor", "StopTraining"]
 
@@ -73,32 +90,95 @@ def _layer_kind(layer: keras.layers.Layer) -> str:
     return ACTIVATIONS.get(str(name).lower(), "")
 
 
-def _activation_stats(x: tf.Tensor, kind: str) -> tf.Tensor:
-    """[mean, std, dead share, saturated share, non-finite flag] of one output (graph
-    code). Channels are last in Keras: a unit is dead when it is <= 0 for every sample
-    and position."""
-    x = tf.cast(x, tf.float32)
-    n = tf.cast(tf.maximum(tf.size(x), 1), tf.float32)
-    sums = tf.stack([tf.reduce_sum(x), tf.reduce_sum(x * x)]) / n
-    mean = sums[0]
-    std = tf.sqrt(tf.maximum(sums[1] - mean * mean, 0.0))
-    bad = tf.cast(tf.reduce_any(tf.logical_not(tf.math.is_finite(sums))), tf.float32)
-    nan = tf.constant(math.nan, tf.float32)
-    dead = nan
-    if kind == "relu" and x.shape.rank is not None and x.shape.rank >= 2:
-        axes = list(range(x.shape.rank - 1))
-        dead = tf.reduce_mean(tf.cast(tf.reduce_max(x, axis=axes) <= 0, tf.float32))
-    sat = nan
-    if kind == "sigmoid":
-        sat = tf.reduce_mean(tf.cast(tf.abs(x - 0.5) > SATURATION - 0.5, tf.float32))
-    elif kind == "tanh":
-        sat = tf.reduce_mean(tf.cast(tf.abs(x) > SATURATION, tf.float32))
-    return tf.stack([mean, std, dead, sat, bad])
+def _sublayers(layer: Any) -> list[Any]:
+    """The layers directly inside `layer` (a model's or a custom layer's)."""
+    flatten = getattr(layer, "_flatten_layers", None)  # Keras 3: tracked sublayers
+    if flatten is not None:
+        return list(flatten(include_self=False, recursive=False))
+    return list(getattr(layer, "layers", None) or [])
 
 
-def _probe_stats(fn: Callable[..., Any], x: Any, y: Any) -> np.ndarray:
-    """One probe pass: [grad norms per variable, activation stats per output]."""
-    return np.asarray(fn(x, y), dtype=np.float64)
+def _batchnorms(model: Any) -> list[tuple[str, Any, Any]]:
+    """(name, layer, input) for every BatchNormalization layer inside `model`, nested
+    models' named `outer/inner`; the input is a tensor of `model`'s graph, None where
+    none is known (a subclassed model's layers)."""
+    out: list[tuple[str, Any, Any]] = []
+    for layer in _sublayers(model):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            out.append((layer.name, layer, _graph_input(layer)))
+            continue
+        inner = _batchnorms(layer)
+        if inner:
+            outer = _nested_inputs(layer, [t for _, _, t in inner])
+            out += [(f"{layer.name}/{name}", bn, t)
+                    for (name, bn, _), t in zip(inner, outer, strict=True)]
+    return out
+
+
+def _graph_input(layer: Any) -> Any:
+    """The layer's input at its first call (as `layer.output` for the probed outputs);
+    a call outside the model's graph makes the probe's model fail to build, and the
+    probe is then built without it."""
+    try:
+        return layer.input
+    except (AttributeError, ValueError, IndexError):
+        return None
+
+
+def _nested_inputs(nested: Any, tensors: list[Any]) -> list[Any]:
+    """`tensors` of a nested model's graph carried into the graph that calls it: a
+    model from the nested model's inputs to them, applied to the nested model's
+    inputs in the outer graph (that part of the forward pass runs twice on a probe)."""
+    known = [t for t in tensors if t is not None]
+    nodes = getattr(nested, "_inbound_nodes", [])
+    if not known or not nodes or not isinstance(nested, keras.Model):
+        return [None] * len(tensors)
+    try:
+        inner = keras.Model(nested.inputs, known)
+        carried = inner(nodes[0].arguments.args[0])
+    except (AttributeError, ValueError, TypeError, IndexError):
+        return [None] * len(tensors)
+    carried = list(carried) if isinstance(carried, list | tuple) else [carried]
+    it = iter(carried)
+    return [next(it) if t is not None else None for t in tensors]
+
+
+def _bn_frozen(layer: Any) -> float:
+    """1.0 while a BatchNorm layer normalizes with moving statistics that do not move
+    during fit: Keras uses batch statistics only when `training and self.trainable`,
+    and momentum 1 never updates them."""
+    return 1.0 if not layer.trainable or float(layer.momentum) >= 1.0 else 0.0
+
+
+def _backend_module() -> Any:
+    """The module computing the readings: traced functions on the TensorFlow backend,
+    eager `keras.ops` elsewhere (so TensorFlow is imported only on its own backend)."""
+    if keras.backend.backend() == "tensorflow":
+        from lossdoctor.integrations import keras_tf
+
+        return keras_tf
+    from lossdoctor.integrations import keras_eager
+
+    return keras_eager
+
+
+def _loss_function(spec: Any) -> Callable[[Any, Any], Any] | None:
+    """The per-sample loss of a compiled loss spec (a name, a `keras.losses.Loss` or a
+    function; as `keras_checks.resolve_loss`, which imports TensorFlow); None when the
+    model has none or several."""
+    if spec is None or isinstance(spec, list | tuple | dict):
+        return None
+    if isinstance(spec, str):
+        return keras.losses.get(spec)  # type: ignore[no-any-return]
+    if isinstance(spec, keras.losses.Loss):
+        return spec.call  # type: ignore[no-any-return]  # unreduced, per sample
+    return spec if callable(spec) else None
+
+
+def _probe_stats(fn: Callable[..., Any], *args: Any) -> np.ndarray:
+    """One probe pass: [grad norms, weight norms per variable, activation stats per
+    output, bn_shift per measured BatchNorm layer, histograms when asked]."""
+    return np.asarray(fn(*args), dtype=np.float64)
 
 
 class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untyped
@@ -110,6 +190,11 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         every `dense_every` steps during the first `dense_steps` (see `Schedule`).
     probe_every: gradient/activation readings every `probe_every` steps, every
         `every` steps during the first `dense_steps`.
+    histogram_every: per-layer histograms (`layer/<name>/weight_hist`, with a probe
+        `grad_hist` and `act_hist`; 30 equal bins over the finite values' [min, max],
+        binned on the device, read back in one transfer) on step 0 and every
+        `histogram_every` (200) steps; 0 disables them. Weights are taken before the
+        step, gradients and activations are the probe's.
     on_finding: called with each finding the first time it appears.
     stop_on_critical: when a critical finding appears, `model.stop_training` is set
         (Keras ends the fit after the step) and `should_stop` becomes True.
@@ -129,6 +214,7 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         dense_steps: int = 100,
         dense_every: int = 5,
         probe_every: int = 50,
+        histogram_every: int = 200,
         check_interval_s: float = CHECK_INTERVAL_S,
         flush_interval_s: float = FLUSH_INTERVAL_S,
         hparams: Mapping[str, Any] | None = None,
@@ -137,11 +223,14 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         verbose: bool = True,
     ) -> None:
         super().__init__()
+        if histogram_every < 0:
+            raise ValueError(f"histogram_every >= 0 must hold, but got {histogram_every}")
         self.run_dir_arg = run_dir
         self.schedule = Schedule(every, dense_steps, dense_every)
         # A probe pass costs about one training step: every `every` steps at the start,
         # then every `probe_every`.
         self.probe_schedule = Schedule(probe_every, dense_steps, every)
+        self.histogram_every = histogram_every
         self.probe = None if probe is None else (probe[0][:probe_size], probe[1][:probe_size])
         self.check_interval_s = check_interval_s
         self.flush_interval_s = flush_interval_s
@@ -161,20 +250,22 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         self._rows: list[tuple[int, np.ndarray]] = []  # weights/updates per sampled step
         self._probe_rows: list[tuple[int, np.ndarray]] = []
         self._lrs: list[tuple[int, float]] = []
-        self._weights_fn: Callable[..., Any] | None = None
+        self._weights: Any = None  # the backend's WeightReader
         self._snapped: int | None = None  # the step whose pre-step weights are held
-        self._held: list[Any] = []  # the weight snapshot (tf.Variables)
-        self._true: Any = None  # tf.constant(True) / (False), made at setup
-        self._false: Any = None
-        self._probe_fn: Callable[..., Any] | None = None
-        self._probe_ready = False
+        self._probe_fn: Callable[[bool], Any] | None = None
+        self._weight_hist_fn: Callable[[], Any] | None = None
         self._last_check = time.monotonic()
         self._last_flush = time.monotonic()
         # Filled at on_train_begin.
+        self._backend: Any = None  # the module computing the readings (keras_tf)
         self._vars: list[Any] = []
         self._var_layer: list[int] = []
         self._param_layers: list[str] = []
         self._act_layers: list[tuple[str, str]] = []  # (name, kind) in depth order
+        self._bns: list[tuple[str, Any]] = []  # every BatchNorm layer: (name, layer)
+        self._bn_measured: list[int] = []  # those whose input the probe sees
+        self._hist_tags: list[str] = []  # the probe's histograms, in its order
+        self._probe_gradients = True  # False: the backend's probe has no gradients
 
     # --- setup --------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -203,6 +294,7 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
             "model": {"class": type(model).__name__,
                       "params": int(model.count_params()) if model.built else None},
             "layers": layers_meta,
+            "histogram_every": self.histogram_every,
             "hparams": {"optimizer": type(optimizer).__name__ if optimizer else None,
                         **_optimizer_hparams(optimizer), **self.hparams},
             "series_notes": {
@@ -217,11 +309,13 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
                                    stop_on_critical=self.stop_on_critical,
                                    verbose=self.verbose)
         self.run_dir = self.monitor.store.run_dir
+        self._backend = _backend_module()
         with self.monitor.guard("weights"):
-            self._build_weight_fns()
+            self._weights = self._backend.WeightReader(self._vars)
         if self.probe is None:
             self._note("gradients, activations",
-                       "no probe=(x, y) given: gradient and activation signals skipped")
+                       "no probe=(x, y) given: gradient, activation and BatchNorm "
+                       "signals skipped")
         else:
             with self.monitor.guard("probe-setup"):
                 self._build_probe()
@@ -232,98 +326,75 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
                                                  "note": text})
         self.monitor.store.write_meta()
 
-    def _build_weight_fns(self) -> None:
-        """One traced function for the weight readings of sampled steps, over a
-        snapshot held in variables (no arguments to convert, one trace, one call per
-        sampled step): `fn(norms, snap)` returns [weight norms, update norms] against
-        the snapshot when `norms` (zeros otherwise), then copies the weights into the
-        snapshot when `snap`. The post-step call of step s takes the snapshot for step
-        s + 1 when that step is sampled too, so a sampled step costs one call."""
-        variables = [v.value if hasattr(v, "value") else v for v in self._vars]
-        with tf.init_scope():
-            held = [tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False)
-                    for v in variables]
-        n2 = 2 * len(variables)
-
-        def readings() -> tf.Tensor:
-            w = [tf.norm(tf.cast(v, tf.float32)) for v in variables]
-            u = [tf.norm(tf.cast(v - h, tf.float32)) for v, h in zip(variables, held,
-                                                                     strict=True)]
-            return tf.stack([*w, *u])
-
-        def snapshot(row: tf.Tensor) -> tf.Tensor:
-            ops = [h.assign(v) for v, h in zip(variables, held, strict=True)]
-            with tf.control_dependencies(ops):
-                return tf.identity(row)
-
-        @tf.function(autograph=False)  # type: ignore[untyped-decorator]
-        def weights(norms: tf.Tensor, snap: tf.Tensor) -> tf.Tensor:
-            row = tf.cond(norms, readings, lambda: tf.zeros([n2], tf.float32))
-            return tf.cond(snap, lambda: snapshot(row), lambda: tf.identity(row))
-
-        self._weights_fn, self._held = weights, held
-        self._true, self._false = tf.constant(True), tf.constant(False)
+    def _probe_model(self) -> tuple[keras.Model | None, list[Any]]:
+        """(model, BatchNorm layers): a model from the inputs to each layer's output
+        (self._act_layers), the inputs of the BatchNorm layers it can reach (those
+        layers, returned; their indices into self._bns in self._bn_measured) and the
+        model's outputs; None for a model without a graph (subclassed)."""
+        model = self.model
+        outputs: list[Any] = []
+        act_layers: list[tuple[str, str]] = []
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.InputLayer):
+                continue
+            try:
+                out = layer.output
+            except (AttributeError, ValueError):
+                continue  # a layer used twice has no single output
+            if isinstance(out, list | tuple):
+                out = out[0]
+            outputs.append(out)
+            act_layers.append((layer.name, _layer_kind(layer)))
+        try:
+            bns = _batchnorms(model)
+        except Exception as exc:  # the probe goes on without BatchNorm signals
+            assert self.monitor is not None
+            self.monitor.monitor_error("batchnorm", exc)
+            bns = []
+        self._bns = [(name, layer) for name, layer, _ in bns]
+        bn_inputs = [(b, t) for b, (_, _, t) in enumerate(bns) if t is not None]
+        for attempt in (bn_inputs, []):
+            try:
+                act_model = keras.Model(inputs=model.inputs, outputs=[
+                    *outputs, *[t for _, t in attempt], *model.outputs])
+            except (AttributeError, ValueError, TypeError):
+                continue
+            self._act_layers = act_layers
+            self._bn_measured = [b for b, _ in attempt]
+            return act_model, [self._bns[b][1] for b in self._bn_measured]
+        return None, []
 
     def _build_probe(self) -> None:
-        """One traced function: the compiled loss on the probe, its gradients per
-        variable, and statistics of each layer's output (functional models)."""
-        from lossdoctor.integrations.keras_checks import resolve_loss
-
+        """The backend's probe (`keras_tf.Probe`, `keras_eager.Probe`): the compiled
+        loss on the probe, its gradients per variable, statistics of each layer's
+        output (functional models), BatchNorm input shifts, and histograms when asked."""
         model = self.model
         assert self.probe is not None
-        resolved = resolve_loss(getattr(model, "loss", None))
-        if resolved is None:
-            self._note("gradients", "the model has no compiled loss: gradients skipped")
+        loss_fn = _loss_function(getattr(model, "loss", None))
+        if loss_fn is None:
+            self._note("gradients, activations", "the model has no compiled loss, or "
+                       "several: probe signals skipped")
             return
-        loss_fn = resolved[0]
-        outputs: list[Any] = []
-        try:
-            for layer in model.layers:
-                if isinstance(layer, keras.layers.InputLayer):
-                    continue
-                try:
-                    out = layer.output
-                except (AttributeError, ValueError):
-                    continue  # a layer used twice has no single output
-                if isinstance(out, list | tuple):
-                    out = out[0]
-                outputs.append(out)
-                self._act_layers.append((layer.name, _layer_kind(layer)))
-            act_model: keras.Model | None = keras.Model(
-                inputs=model.inputs, outputs=[*outputs, *model.outputs])
-        except (AttributeError, ValueError, TypeError):
-            self._act_layers = []
-            act_model = None
+        act_model, bn_layers = self._probe_model()
+        if act_model is None:
             self._note("activations", "not a functional/Sequential model: activation "
                        "signals skipped, gradients from the model's output")
-        kinds = [k for _, k in self._act_layers]
-        variables = list(self._vars)
-        # Tensors once: a numpy argument would be converted on every call.
-        self.probe = (tf.convert_to_tensor(self.probe[0]), tf.convert_to_tensor(self.probe[1]))
-
-        # autograph=False: nothing here branches on tensors, and converting the Keras
-        # layers' code roughly doubled the one-off tracing time (about 0.3 s of 0.6 s).
-        @tf.function(autograph=False)  # type: ignore[untyped-decorator]
-        def probe_fn(x: Any, y: Any) -> tf.Tensor:
-            x = tf.cast(x, tf.float32)
-            with tf.GradientTape() as tape:
-                if act_model is not None:
-                    outs = act_model(x, training=False)
-                    outs = list(outs) if isinstance(outs, list | tuple) else [outs]
-                    y_pred, acts = outs[-1], outs[:len(kinds)]
-                else:
-                    y_pred, acts = model(x, training=False), []
-                loss = tf.reduce_mean(tf.cast(loss_fn(y, y_pred), tf.float32))
-            grads = tape.gradient(loss, variables)
-            norms = [tf.norm(tf.cast(g, tf.float32)) if g is not None
-                     else tf.constant(0.0) for g in grads]
-            norms += [tf.norm(tf.cast(v, tf.float32)) for v in variables]
-            stats = [_activation_stats(a, k) for a, k in zip(acts, kinds, strict=True)]
-            return tf.concat([tf.stack(norms), *stats], axis=0) if stats \
-                else tf.stack(norms)
-
-        self._probe_fn = probe_fn
-        self._probe_ready = True
+        unmeasured = [self._bns[b][0] for b in range(len(self._bns))
+                      if b not in self._bn_measured]
+        if unmeasured:
+            self._note("batchnorm", "the probe cannot reach the input of "
+                       f"{', '.join(unmeasured)}: bn_shift skipped there")
+        self._hist_tags = [f"layer/{name}/{kind}" for kind in ("weight_hist", "grad_hist")
+                           for name in self._param_layers]
+        self._hist_tags += [f"layer/{name}/act_hist" for name, _ in self._act_layers]
+        self._probe_fn = self._backend.Probe(
+            model, act_model, [k for _, k in self._act_layers], bn_layers,
+            loss_fn, self._vars, self._var_layer, len(self._param_layers),
+            self.probe[0], self.probe[1], histograms=self.histogram_every > 0)
+        self._probe_gradients = bool(getattr(self._probe_fn, "gradients", True))
+        if not self._probe_gradients:
+            self._note("gradients", f"Keras backend {keras.backend.backend()!r}: no "
+                       "cheap probe gradients, grad_norm and grad_hist skipped")
 
     # --- Keras hooks --------------------------------------------------------------------
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
@@ -343,13 +414,14 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         if self.monitor is None:
             return
         step = self._step
-        if self._weights_fn is not None and self._snapped != step \
+        if self._weights is not None and self._snapped != step \
                 and self.schedule.sampled(step):
             with self.monitor.guard("weights"):
-                self._weights_fn(self._false, self._true)
+                self._weights.snapshot()
                 self._snapped = step
-        if self.probe_schedule.sampled(step):
-            self._run_probe(step)
+        histograms = self.histogram_every > 0 and step % self.histogram_every == 0
+        if self.probe_schedule.sampled(step) or histograms:
+            self._run_probe(step, histograms)
 
     def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         mon = self.monitor
@@ -400,15 +472,14 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         held); the snapshot for step + 1 in the same call when that step is sampled
         (a new epoch drops it: epoch-end callbacks may change the weights)."""
         mon = self.monitor
-        assert mon is not None and self._weights_fn is not None
+        assert mon is not None and self._weights is not None
         self._snapped = None
         with mon.guard("updates"):
             nxt = step + 1
             snap = self.schedule.sampled(nxt)
-            row = self._weights_fn(self._true, self._true if snap else self._false)
+            row = self._weights.read(snapshot_next=snap)
             if snap:
                 self._snapped = nxt
-            row = row.numpy().astype(np.float64)
             self._rows.append((step, row))
             if not mon.has_live_finding("nan-origin"):
                 self._weights_nan_origin(step, row[:len(self._vars)])
@@ -473,22 +544,60 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         mon.close()
 
     # --- internals ----------------------------------------------------------------------
-    def _run_probe(self, step: int) -> None:
-        if not self._probe_ready or self._probe_fn is None or self.probe is None:
+    def _run_probe(self, step: int, histograms: bool = False) -> None:
+        mon = self.monitor
+        assert mon is not None
+        if self._probe_fn is None or self.probe is None:
+            if histograms:
+                self._weight_histograms(step)
             return
-        assert self.monitor is not None
-        with self.monitor.guard("probe"):
-            row = _probe_stats(self._probe_fn, self.probe[0], self.probe[1])
+        with mon.guard("probe"):
+            flat = _probe_stats(self._probe_fn, histograms)
+            # Parts of the probe that failed while the rest worked.
+            failed = getattr(self._probe_fn, "failed_parts", {})
+            for signal, exc in failed.items():
+                mon.monitor_error(signal, exc)
+            # The frozen flags are read here, on the host: they are layer attributes.
+            frozen = [_bn_frozen(layer) for _, layer in self._bns]
+            width = self._probe_width()
+            row = np.concatenate([flat[:width], frozen])
             self._probe_rows.append((step, row))
-            if not self.monitor.has_live_finding("nan-origin"):
+            if histograms and "histograms" not in failed:
+                with mon.guard("histograms"):
+                    self._write_histograms(step, self._hist_tags, flat[width:])
+            if not mon.has_live_finding("nan-origin"):
                 self._find_nan_origin(step, row)
+
+    def _weight_histograms(self, step: int) -> None:
+        """Weight histograms alone (no probe), from a traced function of their own."""
+        mon = self.monitor
+        assert mon is not None
+        if not self._param_layers or self._backend is None:
+            return
+        with mon.guard("histograms"):
+            if self._weight_hist_fn is None:
+                self._weight_hist_fn = self._backend.weight_histograms(
+                    self._vars, self._var_layer, len(self._param_layers))
+            flat = np.asarray(self._weight_hist_fn(), dtype=np.float64)
+            self._write_histograms(step, [f"layer/{name}/weight_hist"
+                                          for name in self._param_layers], flat)
+
+    def _write_histograms(self, step: int, tags: list[str], flat: np.ndarray) -> None:
+        rows = flat.reshape(len(tags), HISTOGRAM_ROW)
+        assert self.monitor is not None
+        for tag, row in zip(tags, rows, strict=True):
+            start, width = float(row[0]), float(row[1])
+            if not (math.isfinite(start) and math.isfinite(width)) or not row[2:].any():
+                continue  # no finite value at all
+            edges = start + width * np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1)
+            self.monitor.histogram(tag, edges, row[2:], step)
 
     def _record_lr(self, step: int) -> None:
         assert self.monitor is not None
         with self.monitor.guard("lr"):
             lr = getattr(getattr(self.model, "optimizer", None), "learning_rate", None)
             if lr is not None:
-                self._lrs.append((step, float(np.asarray(lr))))
+                self._lrs.append((step, float(keras.ops.convert_to_numpy(lr))))
 
     def _maybe_stop(self) -> None:
         mon = self.monitor
@@ -544,17 +653,28 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
                              ("update_ratio", ratio)):
                 self.monitor.store.add_scalars(f"layer/{name}/{tag}", steps, col[:, j])
 
-    def _split_probe(self, table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _probe_width(self) -> int:
+        """Values per probe pass before its histograms: grad and weight norms per
+        variable, STATS per probed output, bn_shift per measured BatchNorm layer."""
+        return 2 * len(self._vars) + len(STATS) * len(self._act_layers) \
+            + len(self._bn_measured)
+
+    def _split_probe(self, table: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(grad norms per layer, activation stats [step, layer, stat], bn_shift per
+        measured BatchNorm layer, bn_frozen per BatchNorm layer) of probe rows."""
         n = len(self._vars)
         grads = self._per_layer(table[:, :n])
-        acts = table[:, 2 * n:].reshape(table.shape[0], len(self._act_layers), len(STATS))
-        return grads, acts
+        a1 = 2 * n + len(STATS) * len(self._act_layers)
+        acts = table[:, 2 * n:a1].reshape(table.shape[0], len(self._act_layers), len(STATS))
+        b1 = a1 + len(self._bn_measured)
+        return grads, acts, table[:, a1:b1], table[:, b1:]
 
     def _write_probes(self, steps: list[int], table: np.ndarray) -> None:
-        grads, acts = self._split_probe(table)
+        grads, acts, shifts, frozen = self._split_probe(table)
         store = self.monitor.store  # type: ignore[union-attr]
         for j, name in enumerate(self._param_layers):
-            store.add_scalars(f"layer/{name}/grad_norm", steps, grads[:, j])
+            if self._probe_gradients:
+                store.add_scalars(f"layer/{name}/grad_norm", steps, grads[:, j])
         for k, (name, kind) in enumerate(self._act_layers):
             for c, stat in enumerate(STATS):
                 if stat == "dead_fraction" and kind != "relu":
@@ -562,6 +682,15 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
                 if stat == "saturated_fraction" and kind not in ("sigmoid", "tanh"):
                     continue
                 store.add_scalars(f"layer/{name}/{stat}", steps, acts[:, k, c])
+        for b, (name, _) in enumerate(self._bns):
+            store.add_scalars(f"layer/{name}/bn_frozen", steps, frozen[:, b])
+        for m, b in enumerate(self._bn_measured):
+            # Measured on every probe, kept only while frozen (as the PyTorch doctor).
+            kept = frozen[:, b] >= 0.5
+            if kept.any():
+                store.add_scalars(f"layer/{self._bns[b][0]}/bn_shift",
+                                  [s for s, k in zip(steps, kept, strict=True) if k],
+                                  shifts[kept, m])
 
     def _weights_nan_origin(self, step: int, norms: np.ndarray) -> bool:
         # A NaN weight need not show in the layer's output (a fused ReLU maps NaN to 0)
@@ -574,7 +703,7 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
     def _find_nan_origin(self, step: int, row: np.ndarray) -> None:
         if self._weights_nan_origin(step, row[len(self._vars):2 * len(self._vars)]):
             return
-        grads, acts = self._split_probe(row[None, :])
+        grads, acts, _, _ = self._split_probe(row[None, :])
         origin: tuple[str, str] | None = None
         bad_fwd = [k for k in range(acts.shape[1]) if acts[0, k, 4] > 0]
         if bad_fwd:

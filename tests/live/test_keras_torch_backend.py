@@ -1,0 +1,158 @@
+"""The Keras Doctor on Keras' torch backend (KERAS_BACKEND=torch): losses, metrics, lr,
+weight/update norms, probe gradients (torch.autograd), activations, BatchNorm signals
+and histograms are recorded, nan-origin and frozen-batchnorm are found, and
+TensorFlow is never imported. Keras reads the backend at import, so the runs train in
+a fresh interpreter (this module run as a script) and report back as JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("keras")
+pytest.importorskip("torch")
+pytest.importorskip("sklearn")
+
+from lossdoctor.findings import CATALOG
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+LAYER_CODES = {c for c, e in CATALOG.items() if e.family == "layers"} | {"monitor-error"}
+
+
+def _seed() -> None:
+    # Not keras.utils.set_random_seed: it imports TensorFlow when installed.
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
+def _scenario(name: str, run_dir: Path) -> dict[str, Any]:
+    import keras
+    from tests.live import digits_keras as dk
+
+    from lossdoctor.diagnosis import diagnose
+    from lossdoctor.keras import Doctor
+    from lossdoctor.sources.rundir import read_run_dir
+
+    _seed()
+    x, y = dk.digits()
+    callbacks: list[Any] = []
+    if name == "bn-frozen-shifted":
+        # BatchNorm frozen at its initial statistics (mean 0, var 1) on inputs that
+        # are far from them.
+        x = x * 3 + 2
+        model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, name="dense_0"),
+                                  keras.layers.BatchNormalization(name="bn_0"),
+                                  keras.layers.Activation("relu", name="relu_0"),
+                                  keras.layers.Dense(10, name="logits")])
+        model.get_layer("bn_0").trainable = False
+    else:
+        model = dk.mlp()
+        if name == "nan-at-dense-1":
+            callbacks.append(dk.Poison("dense_1", dk.NAN_STEP))
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"],
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    doc = Doctor(run_dir, probe=(x[300:], y[300:]), histogram_every=20, verbose=False)
+    model.fit(x[300:], y[300:], batch_size=dk.BATCH, epochs=2, verbose=0,
+              validation_data=(x[:300], y[:300]), callbacks=[*callbacks, doc])
+    d = doc.report()
+    run = read_run_dir(run_dir)
+    return {
+        "findings": [{"code": f.code, "layer": f.layer, "step": f.step,
+                      "evidence": {k: str(v) for k, v in f.evidence.items()}}
+                     for f in d.findings],
+        "same_as_folder": diagnose(run).to_dict() == d.to_dict(),
+        "series": {k: len(s) for k, s in run.series.items()},
+        "histograms": {k: [[h.step, h.num] for h in hs] for k, hs in run.histograms.items()},
+        "meta": {k: run.meta.get(k) for k in ("backend", "notes", "histogram_every")},
+        "params": {layer.name: int(sum(v.numpy().size for v in layer.trainable_weights))
+                   for layer in model.layers},
+    }
+
+
+def _main(out_dir: Path) -> None:
+    results = {name: _scenario(name, out_dir / name)
+               for name in ("healthy", "nan-at-dense-1", "bn-frozen-shifted")}
+    results["tensorflow_imported"] = "tensorflow" in sys.modules  # type: ignore[assignment]
+    print(json.dumps(results))
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out_dir = tmp_path_factory.mktemp("keras-torch")
+    env = {**os.environ, "KERAS_BACKEND": "torch", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "tests.live.test_keras_torch_backend",
+                           str(out_dir)], capture_output=True, text=True, cwd=ROOT, env=env,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def codes(result: dict[str, Any]) -> set[str]:
+    return {f["code"] for f in result["findings"]}
+
+
+def test_tensorflow_is_not_imported(results):
+    assert results["tensorflow_imported"] is False
+
+
+def test_healthy_run_records_every_signal_and_stays_quiet(results):
+    healthy = results["healthy"]
+    assert codes(healthy) & LAYER_CODES == set()
+    assert healthy["same_as_folder"]
+    assert healthy["meta"] == {"backend": "torch", "notes": [], "histogram_every": 20}
+    series = healthy["series"]
+    steps = 2 * -(-(1797 - 300) // 64)
+    assert series["train/loss_step"] == steps
+    for key in ("train/loss", "val/loss", "val/accuracy", "train/accuracy", "lr"):
+        assert series[key] >= 1, key
+    for layer in ("dense_0", "dense_1", "dense_2", "logits"):
+        for signal in ("weight_norm", "update_norm", "update_ratio", "grad_norm",
+                       "act_mean", "act_std", "nan_count"):
+            assert series[f"layer/{layer}/{signal}"] >= 3, (layer, signal)
+    assert series["layer/dense_0/dead_fraction"] >= 3
+
+
+def test_healthy_run_histograms(results):
+    healthy = results["healthy"]
+    hists, params = healthy["histograms"], healthy["params"]
+    for layer in ("dense_0", "dense_1", "dense_2", "logits"):
+        for kind in ("weight_hist", "grad_hist", "act_hist"):
+            readings = hists[f"layer/{layer}/{kind}"]
+            assert [step for step, _ in readings] == [0, 20, 40]
+            units = 10 if layer == "logits" else 32
+            # Activations: the 64 probe samples (the default probe_size) x units.
+            expected = 64 * units if kind == "act_hist" else params[layer]
+            assert all(num == expected for _, num in readings), (layer, kind)
+
+
+def test_nan_origin_names_the_poisoned_layer_and_step(results):
+    origin = [f for f in results["nan-at-dense-1"]["findings"] if f["code"] == "nan-origin"]
+    assert len(origin) == 1
+    assert origin[0]["layer"] == "dense_1" and origin[0]["step"] == 40
+    assert origin[0]["evidence"]["where"] == "weights"
+
+
+def test_frozen_batchnorm_is_found(results):
+    found = [f for f in results["bn-frozen-shifted"]["findings"]
+             if f["code"] == "frozen-batchnorm"]
+    assert [f["layer"] for f in found] == ["bn_0"]
+    assert "monitor-error" not in codes(results["bn-frozen-shifted"])
+    assert results["bn-frozen-shifted"]["series"]["layer/bn_0/bn_frozen"] >= 3
+
+
+if __name__ == "__main__":
+    _main(Path(sys.argv[1]))
