@@ -1,14 +1,19 @@
-"""Wall-time overhead of the live doctor: a small CNN on scikit-learn's digits,
-trained with the default `lossdoctor.torch.Doctor` (or `lossdoctor.keras.Doctor` with a
-64-sample probe) and without, alternately (A B A B ...), several repeats; the ratio of
-the medians is reported (goal <= 1.03).
+"""Wall-time overhead of the live doctor on a small CNN on scikit-learn's digits, with
+the default `lossdoctor.torch.Doctor` (or `lossdoctor.keras.Doctor` with a 64-sample
+probe) against none (goal <= 1.03).
 
     .venv/bin/python benchmarks/bench_live_overhead.py [--framework torch|keras|both]
-        [--repeats 7] [--epochs 3] [--keras-epochs 6] [--keras-batch 32] [--keras-width 1]
+        [--repeats 8] [--epochs 20] [--control] [--every-step]
+        [--keras-epochs 20] [--keras-batch 32] [--keras-width 1]
 
-Keras: `fit` is timed whole (tracing, the Doctor's probe tracing and closing
-diagnosis included) and in steady state (from the start of the second epoch to the
-end of `fit`, so the one-off tf.function tracing of both arms is left out).
+PyTorch: two instances of the model, one watched, trained epoch by epoch in turns
+(A B, B A, ...) in one process, so both see the same machine; which instance is
+watched alternates between runs (two instances of one model can differ by a few
+percent). `--control` runs the same without a doctor, to show the machine's noise.
+Keras: whole fits in turns (A B, B A, ...), timed whole (tracing, the Doctor's probe
+tracing and closing diagnosis included) and in steady state (from the first epoch
+after the Doctor's dense start to the end of `fit`, so one-off costs are left out).
+Both print the Doctor's own estimate of its share of the time (run.json has it too).
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+DENSE_STEPS = 100  # the doctors' default dense start
 
 
 def _digits_cnn() -> tuple[Any, Any]:
@@ -93,10 +100,11 @@ def torch_trial(epochs: int, run_dir: Path, every_step: bool = False, control: b
 
 
 def keras_trial(with_doctor: bool, epochs: int, run_dir: Path, batch: int = 32,
-                width: int = 1) -> tuple[float, float, float, float]:
-    """(whole fit, steady state from epoch 2) in seconds of wall time, then the same
-    in the process's CPU time (less sensitive to other jobs on a shared machine);
-    `width` multiplies the CNN's channels and units (a slower step)."""
+                width: int = 1) -> tuple[float, float, float, float, float | None]:
+    """(whole fit, steady state after the dense start) in seconds of wall time, then the same
+    in the process's CPU time (less sensitive to other jobs on a shared machine), and
+    the Doctor's own estimate of its share of the time; `width` multiplies the CNN's
+    channels and units (a slower step)."""
     import keras
     import numpy as np
     from sklearn.datasets import load_digits
@@ -116,9 +124,12 @@ def keras_trial(with_doctor: bool, epochs: int, run_dir: Path, batch: int = 32,
     model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
 
+    # Steady state: from the first epoch that starts after the Doctor's dense start.
+    steady_epoch = -(-DENSE_STEPS // -(-len(x) // batch))
+
     class Clock(keras.callbacks.Callback):  # last in the list: after the Doctor's close
         def on_epoch_begin(self, epoch: int, logs: object = None) -> None:
-            if epoch == 1:
+            if epoch == steady_epoch:
                 self.steady = time.perf_counter()
                 self.steady_cpu = time.process_time()
 
@@ -132,8 +143,9 @@ def keras_trial(with_doctor: bool, epochs: int, run_dir: Path, batch: int = 32,
     start, start_cpu = time.perf_counter(), time.process_time()
     model.fit(x, y, batch_size=batch, epochs=epochs, shuffle=True, verbose=0,
               callbacks=[*callbacks, clock])
+    share = callbacks[0]._budget.share() if callbacks else None
     return (clock.end - start, clock.end - clock.steady, clock.end_cpu - start_cpu,
-            clock.end_cpu - clock.steady_cpu)
+            clock.end_cpu - clock.steady_cpu, share)
 
 
 def report(label: str, steps: int, base: list[float], live: list[float]) -> None:
@@ -152,29 +164,39 @@ def bench_keras(repeats: int, epochs: int, batch: int = 32, width: int = 1) -> N
     tf.config.threading.set_intra_op_parallelism_threads(1)  # steadier timings
     tf.config.threading.set_inter_op_parallelism_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
-        keras_trial(False, 2, Path(tmp) / "warm0", batch, width)  # imports, first traces
-        keras_trial(True, 2, Path(tmp) / "warm1", batch, width)
+        keras_trial(False, 3, Path(tmp) / "warm0", batch, width)  # imports, first traces
+        keras_trial(True, 3, Path(tmp) / "warm1", batch, width)
         base, live = [], []
-        for r in range(repeats):
-            base.append(keras_trial(False, epochs, Path(tmp) / f"b{r}", batch, width))
-            live.append(keras_trial(True, epochs, Path(tmp) / f"l{r}", batch, width))
+        for r in range(repeats):  # A B, B A, ...: neither arm always goes first
+            for with_doctor in ((False, True) if r % 2 == 0 else (True, False)):
+                (live if with_doctor else base).append(keras_trial(
+                    with_doctor, epochs, Path(tmp) / f"{with_doctor}{r}", batch, width))
     per_epoch = -(-1797 // batch)
     print(f"keras CNN (width x{width}, batch {batch}), digits, {epochs} epochs x "
-          f"{per_epoch} steps, {repeats} repeats (ABAB)")
+          f"{per_epoch} steps, {repeats} repeats (AB BA ...)")
     report("whole fit: ", epochs * per_epoch, [b[0] for b in base], [v[0] for v in live])
-    report("steady (epochs 2+): ", (epochs - 1) * per_epoch, [b[1] for b in base],
+    steady = epochs - -(-DENSE_STEPS // per_epoch)
+    report(f"steady (last {steady} epochs): ", steady * per_epoch, [b[1] for b in base],
            [v[1] for v in live])
     report("CPU time, whole fit: ", epochs * per_epoch, [b[2] for b in base],
            [v[2] for v in live])
-    report("CPU time, steady: ", (epochs - 1) * per_epoch, [b[3] for b in base],
+    report("CPU time, steady: ", steady * per_epoch, [b[3] for b in base],
            [v[3] for v in live])
+    for label, k in (("whole fit", 0), ("steady", 1)):
+        pairs = [v[k] / b[k] for b, v in zip(base, live, strict=True)]
+        spread = statistics.stdev(pairs) / len(pairs) ** 0.5 if len(pairs) > 1 else 0.0
+        print(f"  {label}: mean of paired ratios {statistics.mean(pairs):.4f} +- "
+              f"{spread:.4f} (s.e.)")
+    shares = [v[4] for v in live if v[4] is not None]
+    print(f"  the Doctor's own estimate of its share: {100 * statistics.mean(shares):.2f}% "
+          f"(per run {[round(100 * v, 2) for v in shares]})")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--keras-epochs", type=int, default=6)
+    parser.add_argument("--repeats", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--keras-epochs", type=int, default=20)
     parser.add_argument("--keras-batch", type=int, default=32)
     parser.add_argument("--keras-width", type=int, default=1,
                         help="multiplies the Keras CNN's channels and units")

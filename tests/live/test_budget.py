@@ -57,7 +57,7 @@ def test_costs_the_doctor_cannot_time_count_and_validation_does_not() -> None:
     # steps, a reading the doctor timed at 0.2 ms that took 0.5 ms of wall time (hooks
     # slow the modules down), and the step after it, 0.1 ms slower (cold caches).
     b = OverheadBudget(0.02, every=10, max_every=1000)
-    for _ in range(6):
+    for _ in range(12):  # the first periods, with few steps of each kind, settle out
         b.step(0.5, 0.0, "edge")
         for _ in range(8):
             b.step(1e-3 + 1e-5, 1e-5, "plain")

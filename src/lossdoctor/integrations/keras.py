@@ -60,6 +60,7 @@ import numpy as np
 
 from lossdoctor.diagnosis import Diagnosis
 from lossdoctor.findings import Finding
+from lossdoctor.live.budget import OverheadBudget
 from lossdoctor.live.monitor import LiveMonitor, StopTraining
 from lossdoctor.live.schedule import Schedule
 
@@ -186,20 +187,27 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
 
     probe: (x, y) of a few training samples for gradients and activations; the first
         `probe_size` are used. Without it, weights/updates/loss/metrics only.
-    every / dense_steps / dense_every: weight/update readings every `every` steps,
-        every `dense_every` steps during the first `dense_steps` (see `Schedule`).
-    probe_every: gradient/activation readings every `probe_every` steps, every
-        `every` steps during the first `dense_steps`.
+    every / dense_steps / dense_every: weight/update readings every `dense_every`
+        steps during the first `dense_steps`, then every `every` steps or more (see
+        `max_overhead`).
+    probe_every: gradient/activation readings every `every` steps during the first
+        `dense_steps`, then every `probe_every` steps, spaced out as the weight
+        readings are.
+    max_overhead: the share of training time the Doctor may take (default 0.02), as
+        for `lossdoctor.torch.Doctor`: it times its work against the steps and, after
+        the dense start, lengthens the periods by the same factor, up to `max_every`
+        (default 10 x `every`) for weight readings; None keeps the schedule.
     histogram_every: per-layer histograms (`layer/<name>/weight_hist`, with a probe
         `grad_hist` and `act_hist`; 30 equal bins over the finite values' [min, max],
         binned on the device, read back in one transfer) on step 0 and every
-        `histogram_every` (200) steps; 0 disables them. Weights are taken before the
-        step, gradients and activations are the probe's.
+        `histogram_every` (200) steps, spaced out like the readings; 0 disables them.
+        Weights are taken before the step, gradients and activations are the probe's.
     on_finding: called with each finding the first time it appears.
     stop_on_critical: when a critical finding appears, `model.stop_training` is set
         (Keras ends the fit after the step) and `should_stop` becomes True.
     verbose: print one line per new finding to stderr.
-    check_interval_s / flush_interval_s: as for `lossdoctor.torch.Doctor`.
+    check_interval_s / flush_interval_s: as for `lossdoctor.torch.Doctor` (event-file
+        writes at most every `flush_interval_s`, checked at each step and epoch end).
 
     One `fit` per Doctor: the run is closed at the end of training.
     """
@@ -214,6 +222,8 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         dense_steps: int = 100,
         dense_every: int = 5,
         probe_every: int = 50,
+        max_overhead: float | None = 0.02,
+        max_every: int | None = None,
         histogram_every: int = 200,
         check_interval_s: float = CHECK_INTERVAL_S,
         flush_interval_s: float = FLUSH_INTERVAL_S,
@@ -227,10 +237,22 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
             raise ValueError(f"histogram_every >= 0 must hold, but got {histogram_every}")
         self.run_dir_arg = run_dir
         self.schedule = Schedule(every, dense_steps, dense_every)
+        if probe_every < 1:
+            raise ValueError(f"probe_every >= 1 must hold, but got {probe_every}")
+        self.histogram_every = histogram_every
         # A probe pass costs about one training step: every `every` steps at the start,
         # then every `probe_every`.
-        self.probe_schedule = Schedule(probe_every, dense_steps, every)
-        self.histogram_every = histogram_every
+        self.probe_every = probe_every
+        self._budget = OverheadBudget(max_overhead, every,
+                                      10 * every if max_every is None else max_every)
+        self._period = every  # steps between weight readings after the dense start
+        self._next_read = self._next_probe = dense_steps  # the first after the start
+        self._next_hist = 0
+        self._cost = 0.0  # seconds in the Doctor since the last batch end
+        self._last_end: float | None = None
+        self._did = ""  # the work on this step: "probe", "read" or ""
+        self._worked = False  # the previous step did some
+        self._edge = False  # an epoch ended since the last batch end
         self.probe = None if probe is None else (probe[0][:probe_size], probe[1][:probe_size])
         self.check_interval_s = check_interval_s
         self.flush_interval_s = flush_interval_s
@@ -295,6 +317,7 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
                       "params": int(model.count_params()) if model.built else None},
             "layers": layers_meta,
             "histogram_every": self.histogram_every,
+            "overhead": self._budget.to_dict(),
             "hparams": {"optimizer": type(optimizer).__name__ if optimizer else None,
                         **_optimizer_hparams(optimizer), **self.hparams},
             "series_notes": {
@@ -410,23 +433,60 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
             else:
                 raise
 
+    def _sampled(self, step: int) -> bool:
+        s = self.schedule
+        if step < s.dense_steps:
+            return step % s.dense_every == 0
+        return step >= self._next_read
+
+    def _probe_due(self, step: int) -> bool:
+        if step < self.schedule.dense_steps:
+            return step % self.schedule.every == 0
+        return step >= self._next_probe
+
+    def _stretch(self) -> int:
+        """How many times the asked schedule the budget spaces readings out."""
+        return max(1, self._period // self.schedule.every)
+
     def on_train_batch_begin(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         if self.monitor is None:
             return
+        start = time.perf_counter()
         step = self._step
-        if self._weights is not None and self._snapped != step \
-                and self.schedule.sampled(step):
+        if self._weights is not None and self._snapped != step and self._sampled(step):
             with self.monitor.guard("weights"):
                 self._weights.snapshot()
                 self._snapped = step
-        histograms = self.histogram_every > 0 and step % self.histogram_every == 0
-        if self.probe_schedule.sampled(step) or histograms:
+            self._did = "read"
+        histograms = self.histogram_every > 0 and step >= self._next_hist
+        if histograms:
+            self._next_hist = step + self.histogram_every * self._stretch()
+        if self._probe_due(step) or histograms:
+            if step >= self.schedule.dense_steps and self._probe_due(step):
+                self._next_probe = step + self.probe_every * self._stretch()
             self._run_probe(step, histograms)
+            self._did = "probe"
+        self._cost += time.perf_counter() - start
 
     def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         mon = self.monitor
         if mon is None:
             return
+        start = time.perf_counter()
+        try:
+            self._end_batch(mon, logs)
+        finally:
+            now = time.perf_counter()
+            if self._last_end is not None:  # the Doctor's time against the step's
+                work = self._did or ("after" if self._worked else "plain")
+                self._budget.step(now - self._last_end, self._cost + (now - start),
+                                  "edge" if self._edge else work)
+            self._last_end, self._cost = now, 0.0
+            self._worked, self._did, self._edge = bool(self._did), "", False
+        if mon.should_stop:
+            self._maybe_stop()
+
+    def _end_batch(self, mon: LiveMonitor, logs: Mapping[str, Any] | None) -> None:
         step = self._step
         # The unsampled step's path: the loss, kept as two numbers; nothing else.
         try:
@@ -446,17 +506,14 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
             mon.monitor_error("loss", exc)
         if self._snapped == step:
             self._read_weights(step)
+            self._record_lr(step)  # at readings only: reading a variable costs ~0.5 ms
         self._batch_in_epoch += 1
         self._step = step + 1
-        if self.schedule.sync_due(step):
-            self._record_lr(step)
         now = time.monotonic()
         if now - self._last_flush >= self.flush_interval_s:
             self._flush()
         if now - self._last_check >= self.check_interval_s:
             self._check()
-        if mon.should_stop:
-            self._maybe_stop()
 
     def _bad_loss(self, step: int) -> None:
         mon = self.monitor
@@ -474,9 +531,13 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         mon = self.monitor
         assert mon is not None and self._weights is not None
         self._snapped = None
+        self._did = self._did or "read"
+        if step >= self.schedule.dense_steps:
+            self._period = self._budget.period()
+            self._next_read = step + self._period
         with mon.guard("updates"):
             nxt = step + 1
-            snap = self.schedule.sampled(nxt)
+            snap = self._sampled(nxt)
             row = self._weights.read(snapshot_next=snap)
             if snap:
                 self._snapped = nxt
@@ -507,7 +568,10 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
                 mon.scalar(tag, v, step)
             mon.scalar("epoch", float(self._epoch), step)
         self._record_lr(step)
-        self._flush()
+        # Written with the next timed flush: short epochs would pay a write each.
+        if time.monotonic() - self._last_flush >= self.flush_interval_s:
+            self._flush()
+        self._edge = True  # the next step's time holds validation: not the Doctor's
         self._epoch_loss_sum, self._epoch_loss_n = 0.0, 0
         self._epoch += 1
         if time.monotonic() - self._last_check >= self.check_interval_s:
@@ -540,6 +604,9 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         if mon is None or mon.closed:
             return
         self._drain()
+        with mon.guard("write"):
+            mon.store.meta["overhead"] = self._budget.to_dict()
+            mon.store.write_meta()
         self._check()
         mon.close()
 

@@ -16,9 +16,9 @@ The step time `base` is the median of recent plain steps; what a kind of work co
 is the median of what its recent steps took beyond `base` (robust to the odd step
 the OS stalls); a period's cost `extra` is the sum of that over its work steps
 (between what the doctor timed itself in the period and `MAX_HIDDEN_FACTOR` times
-that); `plain` is the doctor's own time on a plain step (a few microseconds). After
-the dense start the period between readings is `ceil(extra / (limit * base -
-plain))`, never below `every` nor above `max_every`.
+that), averaged over recent periods; `plain` is the doctor's own time on a plain step
+(a few microseconds). After the dense start the period between readings is
+`ceil(extra / (limit * base - plain))`, never below `every` nor above `max_every`.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ MIN_WORK = 3  # ... once there are this many (one stalled step cannot be the med
 # more than the doctor costs (large models), the wall clock cannot tell, and the cap
 # keeps that jitter from spacing readings out.
 MAX_HIDDEN_FACTOR = 3.0
+PERIODS = 8  # recent periods whose mean cost sets the next (readings of different
+# cost alternate: activations every other reading, a probe every few)
 
 
 class OverheadBudget:
@@ -56,7 +58,7 @@ class OverheadBudget:
         self._works: dict[str, deque[float]] = {}  # per kind: steps beyond `base`
         self._counts: dict[str, int] = {}  # work steps of each kind in this period
         self._timed = 0.0  # the doctor's own time in this period
-        self._extra: float | None = None  # the last period's cost
+        self._extras: deque[float] = deque(maxlen=PERIODS)  # recent periods' costs
         self.spent = 0.0  # estimated doctor seconds, all steps
         self.own = 0.0  # doctor seconds its own timers saw, all steps
         self.total_time = 0.0  # wall seconds, all steps
@@ -87,20 +89,20 @@ class OverheadBudget:
         else:
             extra = 0.0  # too few steps of some kind yet: what the doctor timed
         extra = min(max(extra, self._timed), MAX_HIDDEN_FACTOR * self._timed)
-        self._extra = extra
+        self._extras.append(extra)
         self.spent += extra
         self._counts, self._timed = {}, 0.0
         self.current = self._choose()
         return self.current
 
     def _choose(self) -> int:
-        if self.limit is None or not self._bases or self._extra is None:
+        if self.limit is None or not self._bases or not self._extras:
             return self.every
         base = statistics.median(self._bases)
         spare = self.limit * base - statistics.median(self._plains)
         if spare <= 0:
             return self.max_every
-        wanted = math.ceil(self._extra / spare)
+        wanted = math.ceil(statistics.fmean(self._extras) / spare)
         return min(max(self.every, wanted), self.max_every)
 
     def share(self) -> float | None:
