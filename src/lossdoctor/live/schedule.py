@@ -17,7 +17,7 @@ SIGNALS = (
     "dead_fraction",
     "saturated_fraction",
     "nan_count",
-    "bn_shift",  # BatchNorm: batch statistics vs running statistics (PyTorch)
+    "bn_shift",  # BatchNorm: batch statistics vs running statistics
     "bn_frozen",  # BatchNorm: 1 while its running statistics are not updated
 )
 

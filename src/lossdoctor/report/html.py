@@ -518,7 +518,7 @@ def _colorbar(hm: Heatmap, uid: str, x: float, y: float) -> str:
 
 HIST_W, HIST_H = SMALL_W, 200
 _HIST_EMPTY, _HIST_FULL = np.array([255, 255, 255]), np.array([30, 58, 138])
-HIST_KIND_WORDS = {"weight_hist": "weights", "grad_hist": "gradients"}
+HIST_KIND_WORDS = {"weight_hist": "weights", "grad_hist": "gradients", "act_hist": "activations"}
 
 
 def histogram_colors(density: np.ndarray) -> np.ndarray:
