@@ -95,17 +95,17 @@ def _train(run_dir: Path, steps: int, sleep: float, **kwargs: object) -> dict[st
 
 def test_doctor_stretches_readings_on_a_fast_model_only(tmp_path: Path) -> None:
     # A 30-microsecond step cannot carry a reading every 10 steps within 0.1%: the
-    # period goes to its cap; a 10 ms step keeps the schedule as asked.
+    # period goes to its cap; a 20 ms step keeps the schedule as asked.
     fast = _train(tmp_path / "fast", 400, 0.0, max_overhead=0.001, max_every=80)
     assert fast["overhead"]["period"] == 80  # type: ignore[index]
     dense = list(range(0, 20, 5))
     assert fast["steps"][:4] == dense and len(fast["steps"]) < 4 + 380 // 10
-    slow = _train(tmp_path / "slow", 80, 0.01)
+    slow = _train(tmp_path / "slow", 80, 0.02)
     overhead = slow["overhead"]
     assert isinstance(overhead, dict)
     share, own = overhead.pop("measured_share"), overhead.pop("own_time_share")
     # The schedule as asked, give or take a step the OS stalled on a busy machine.
-    assert overhead["max_overhead"] == 0.02 and overhead["period"] <= 20
+    assert overhead["max_overhead"] == 0.01 and overhead["period"] <= 20
     assert 0 < own <= share < 0.5  # some, never most, of the time
     assert slow["steps"][:4] == dense and np.diff(slow["steps"]).max() <= 20
     fixed = _train(tmp_path / "fixed", 400, 0.0, max_overhead=None)

@@ -193,7 +193,7 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
     probe_every: gradient/activation readings every `every` steps during the first
         `dense_steps`, then every `probe_every` steps, spaced out as the weight
         readings are.
-    max_overhead: the share of training time the Doctor may take (default 0.02), as
+    max_overhead: the share of training time the Doctor may take (default 0.01), as
         for `lossdoctor.torch.Doctor`: it times its work against the steps and, after
         the dense start, lengthens the periods by the same factor, up to `max_every`
         (default 10 x `every`) for weight readings; None keeps the schedule.
@@ -222,7 +222,7 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         dense_steps: int = 100,
         dense_every: int = 5,
         probe_every: int = 50,
-        max_overhead: float | None = 0.02,
+        max_overhead: float | None = 0.01,
         max_every: int | None = None,
         histogram_every: int = 200,
         check_interval_s: float = CHECK_INTERVAL_S,

@@ -139,7 +139,7 @@ class Doctor:
         `dense_every` (5) steps during the first `dense_steps` (100), then every
         `every` (10) steps or more (see `max_overhead`); values are read back from the
         device once per such period.
-    max_overhead: the share of training time the Doctor may take (default 0.02). It
+    max_overhead: the share of training time the Doctor may take (default 0.01). It
         times its own work and the steps, and after the dense start lengthens the
         period between readings when they cost more than that (a small model on a
         CPU), up to `max_every` (default 10 x `every`); None keeps it at `every`.
@@ -188,7 +188,7 @@ class Doctor:
         every: int = 10,
         dense_steps: int = 100,
         dense_every: int = 5,
-        max_overhead: float | None = 0.02,
+        max_overhead: float | None = 0.01,
         max_every: int | None = None,
         activation_every: int = 2,
         histogram_every: int = 200,
