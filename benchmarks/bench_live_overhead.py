@@ -3,13 +3,15 @@ the default `lossdoctor.torch.Doctor` (or `lossdoctor.keras.Doctor` with a 64-sa
 probe) against none (goal <= 1.03).
 
     .venv/bin/python benchmarks/bench_live_overhead.py [--framework torch|keras|both]
-        [--repeats 8] [--epochs 20] [--control] [--every-step]
+        [--repeats 8] [--epochs 20] [--control] [--same-model] [--every-step]
         [--keras-epochs 20] [--keras-batch 32] [--keras-width 1]
 
 PyTorch: two instances of the model, one watched, trained epoch by epoch in turns
 (A B, B A, ...) in one process, so both see the same machine; which instance is
 watched alternates between runs (two instances of one model can differ by a few
-percent). `--control` runs the same without a doctor, to show the machine's noise.
+percent). `--same-model`: one model instead, the Doctor attached on half the epochs
+and detached on the others (through its internals). `--control` runs either without
+a doctor, to show the machine's noise.
 Keras: whole fits in turns (A B, B A, ...), timed whole (tracing, the Doctor's probe
 tracing and closing diagnosis included) and in steady state (from the first epoch
 after the Doctor's dense start to the end of `fit`, so one-off costs are left out).
@@ -204,6 +206,8 @@ def main() -> None:
     parser.add_argument("--control", action="store_true",
                         help="PyTorch: the same alternation without a doctor on either "
                         "model, to see the machine's noise")
+    parser.add_argument("--same-model", action="store_true",
+                        help="PyTorch: one model, the Doctor attached on half the epochs")
     parser.add_argument("--every-step", action="store_true",
                         help="PyTorch: every signal on every step instead of the default "
                         "sampling")
@@ -211,7 +215,90 @@ def main() -> None:
     if args.framework in ("keras", "both"):
         bench_keras(args.repeats, args.keras_epochs, args.keras_batch, args.keras_width)
     if args.framework in ("torch", "both"):
-        bench_torch(args.repeats, args.epochs, args.every_step, args.control)
+        if args.same_model:
+            bench_same_model(args.repeats, 2 * args.epochs, args.control)
+        else:
+            bench_torch(args.repeats, args.epochs, args.every_step, args.control)
+
+
+def same_model_trial(epochs: int, run_dir: Path, control: bool, seed: int) -> float:
+    """One model and one Doctor; the Doctor's hooks are attached on half the epochs
+    (W N, N W, W N, ...) and detached on the others, so both arms are the very same
+    tensors (no instance effect). The Doctor's `close` counts for the watched arm.
+    Returns watched / unwatched seconds. Uses the Doctor's internals to detach it."""
+    import torch
+    from sklearn.datasets import load_digits
+
+    from lossdoctor.torch import Doctor
+
+    x, y = load_digits(return_X_y=True)
+    x = (x - x.mean()) / x.std()
+    xt = torch.tensor(x, dtype=torch.float32).reshape(-1, 1, 8, 8)
+    yt = torch.tensor(y)
+    model, opt = _digits_cnn()
+    doc = Doctor(model, opt, run_dir, verbose=False)
+
+    def attach(on: bool) -> None:
+        if on:
+            doc._handles = [opt.register_step_pre_hook(doc._pre_step),
+                            opt.register_step_post_hook(doc._post_step)]
+            doc._plan(doc._opt_step)
+        else:
+            for h in doc._handles:
+                h.remove()
+            doc._handles = []
+            doc._set_forward_hooks(False)
+
+    gen = torch.Generator().manual_seed(seed)
+    watched = plain = 0.0
+    attached = True
+    for e in range(epochs):
+        perm = torch.randperm(len(xt), generator=gen)
+        pair, second = divmod(e, 2)
+        w = (second == 0) if pair % 2 == 0 else (second == 1)
+        active = w and not control
+        if active != attached:
+            attach(active)
+            attached = active
+        start = time.perf_counter()
+        for i in range(0, len(xt) - 31, 32):
+            idx = perm[i:i + 32]
+            loss = torch.nn.functional.cross_entropy(model(xt[idx]), yt[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if active:
+                doc.log(loss=loss)
+        if active:
+            doc.log_epoch()
+        took = time.perf_counter() - start
+        if w:
+            watched += took
+        else:
+            plain += took
+    if not attached:
+        attach(True)
+    start = time.perf_counter()
+    doc.close()
+    if not control:
+        watched += time.perf_counter() - start
+    return watched / plain
+
+
+def bench_same_model(repeats: int, epochs: int, control: bool) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        same_model_trial(2, Path(tmp) / "warm", control, 0)
+        ratios = [same_model_trial(epochs, Path(tmp) / f"r{r}", control, r)
+                  for r in range(repeats)]
+    spread = statistics.stdev(ratios) / len(ratios) ** 0.5
+    print(f"torch CNN, digits, one model, Doctor attached on half of {epochs} epochs, "
+          f"{repeats} runs{', CONTROL: never attached' if control else ''}")
+    print(f"  wall: watched / unwatched epochs, mean of runs "
+          f"{statistics.mean(ratios):.4f} +- {spread:.4f} (s.e.)  per run "
+          f"{[round(r, 4) for r in ratios]}")
 
 
 def bench_torch(repeats: int, epochs: int, every_step: bool = False,
