@@ -3,7 +3,8 @@ the default `lossdoctor.torch.Doctor` (or `lossdoctor.keras.Doctor` with a 64-sa
 probe) against none (goal <= 1.03).
 
     .venv/bin/python benchmarks/bench_live_overhead.py [--framework torch|keras|both]
-        [--repeats 8] [--epochs 20] [--control] [--same-model] [--every-step]
+        [--repeats 8] [--epochs 20] [--control] [--same-model [--never-read]]
+        [--every-step]
         [--keras-epochs 20] [--keras-batch 32] [--keras-width 1]
 
 PyTorch: two instances of the model, one watched, trained epoch by epoch in turns
@@ -208,6 +209,8 @@ def main() -> None:
                         "model, to see the machine's noise")
     parser.add_argument("--same-model", action="store_true",
                         help="PyTorch: one model, the Doctor attached on half the epochs")
+    parser.add_argument("--never-read", action="store_true",
+                        help="with --same-model: the Doctor attached but never reading")
     parser.add_argument("--every-step", action="store_true",
                         help="PyTorch: every signal on every step instead of the default "
                         "sampling")
@@ -216,12 +219,19 @@ def main() -> None:
         bench_keras(args.repeats, args.keras_epochs, args.keras_batch, args.keras_width)
     if args.framework in ("torch", "both"):
         if args.same_model:
-            bench_same_model(args.repeats, 2 * args.epochs, args.control)
+            bench_same_model(args.repeats, 2 * args.epochs, args.control, args.never_read)
         else:
             bench_torch(args.repeats, args.epochs, args.every_step, args.control)
 
 
-def same_model_trial(epochs: int, run_dir: Path, control: bool, seed: int) -> float:
+# --never-read: the Doctor attached (hooks, `log()`, read-backs of the loss, writes)
+# but never reading a layer, to see the cost of being there.
+NEVER_READ = {"every": 10**6, "dense_every": 10**6, "dense_steps": 0, "histogram_every": 0,
+              "max_overhead": None}
+
+
+def same_model_trial(epochs: int, run_dir: Path, control: bool, seed: int,
+                     options: dict[str, Any] | None = None) -> float:
     """One model and one Doctor; the Doctor's hooks are attached on half the epochs
     (W N, N W, W N, ...) and detached on the others, so both arms are the very same
     tensors (no instance effect). The Doctor's `close` counts for the watched arm.
@@ -236,7 +246,7 @@ def same_model_trial(epochs: int, run_dir: Path, control: bool, seed: int) -> fl
     xt = torch.tensor(x, dtype=torch.float32).reshape(-1, 1, 8, 8)
     yt = torch.tensor(y)
     model, opt = _digits_cnn()
-    doc = Doctor(model, opt, run_dir, verbose=False)
+    doc = Doctor(model, opt, run_dir, verbose=False, **(options or {}))
 
     def attach(on: bool) -> None:
         if on:
@@ -285,17 +295,20 @@ def same_model_trial(epochs: int, run_dir: Path, control: bool, seed: int) -> fl
     return watched / plain
 
 
-def bench_same_model(repeats: int, epochs: int, control: bool) -> None:
+def bench_same_model(repeats: int, epochs: int, control: bool, never_read: bool) -> None:
     import torch
 
     torch.set_num_threads(1)
+    options = NEVER_READ if never_read else None
     with tempfile.TemporaryDirectory() as tmp:
-        same_model_trial(2, Path(tmp) / "warm", control, 0)
-        ratios = [same_model_trial(epochs, Path(tmp) / f"r{r}", control, r)
+        same_model_trial(2, Path(tmp) / "warm", control, 0, options)
+        ratios = [same_model_trial(epochs, Path(tmp) / f"r{r}", control, r, options)
                   for r in range(repeats)]
     spread = statistics.stdev(ratios) / len(ratios) ** 0.5
+    what = (", CONTROL: never attached" if control
+            else ", the Doctor never reading a layer" if never_read else "")
     print(f"torch CNN, digits, one model, Doctor attached on half of {epochs} epochs, "
-          f"{repeats} runs{', CONTROL: never attached' if control else ''}")
+          f"{repeats} runs{what}")
     print(f"  wall: watched / unwatched epochs, mean of runs "
           f"{statistics.mean(ratios):.4f} +- {spread:.4f} (s.e.)  per run "
           f"{[round(r, 4) for r in ratios]}")
