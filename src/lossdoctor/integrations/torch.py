@@ -266,6 +266,7 @@ class Doctor:
         self._readings = 0  # sampled steps so far
         self._next_hist = 0  # the next step with histograms
         self._cost = 0.0  # seconds spent in the Doctor since the last log()
+        self._waited = 0.0  # of which waiting for an accelerator (see `_to_host`)
         self._last_log: float | None = None
         self._since_sync = 0  # steps logged since the last read-back
         self._did_read = ""  # what the step since the last log() read: "act", "read"
@@ -393,7 +394,7 @@ class Doctor:
             if not parts:
                 return
             dev = parts[0].device
-            host = torch.stack([t.to(dev) for t in parts]).cpu().double().numpy()
+            host = self._to_host(torch.stack([t.to(dev) for t in parts]).double())
         bins = HISTOGRAM_BINS
         for tag, row in zip(tags, host, strict=True):
             start, width, counts = float(row[0]), float(row[1]), row[2:]
@@ -535,7 +536,8 @@ class Doctor:
             self._sync()
         # The Doctor's own time on this step, for `max_overhead`.
         now = time.perf_counter()
-        cost = self._cost + (now - start)
+        cost = max(self._cost + (now - start) - self._waited, 0.0)
+        self._waited = 0.0
         work = self._did_read or ("sync" if synced else "")
         if self._last_log is not None:
             kind = ("edge" if self._edge else work or ("after" if self._worked else "plain"))
@@ -635,7 +637,7 @@ class Doctor:
                 parts = tensors + [r for _, r, _ in rows]
                 if len({t.device for t in parts}) > 1:
                     parts = [t.cpu() for t in parts]
-                host = torch.cat(parts).float().cpu().numpy().astype(np.float64) if parts \
+                host = self._to_host(torch.cat(parts).float()).astype(np.float64) if parts \
                     else np.zeros(0)
                 it = iter(host[: len(tensors)].tolist())
                 values = [next(it) if isinstance(v, torch.Tensor) else v for _, v in losses]
@@ -660,6 +662,17 @@ class Doctor:
         if now - self._last_check >= self.check_interval_s:
             self._drain()
             self._check()
+
+    def _to_host(self, t: torch.Tensor) -> np.ndarray:
+        """`t` on the host. On an accelerator the copy waits for the queued steps to
+        finish: that wait is training the host would have waited for anyway, so it is
+        kept out of the Doctor's cost (`_waited`)."""
+        if t.device.type == "cpu":
+            return t.numpy()
+        start = time.perf_counter()
+        host = t.cpu()
+        self._waited += time.perf_counter() - start
+        return host.numpy()
 
     def _host_table(self, flat: np.ndarray, layouts: list[_Layout]) -> np.ndarray:
         """The read-back values of sampled steps as a fixed-width table, one row per
