@@ -64,6 +64,7 @@ class Scenario:
     spike_step: int | None = None  # PyTorch: corrupt this one training batch
     spike_scale: float = 30.0
     keras_batch_log: bool = False  # Keras: also log per-batch values (TensorBoard batch_*)
+    val_label_shift: int = 0  # validation labels encoded differently: (y + shift) % 10
 
 
 # One description per scenario serves both frameworks; overrides below where Keras'
@@ -89,6 +90,9 @@ _COMMON: dict[str, Scenario] = {
     "data-problem": Scenario(
         hidden=(), lr=1e-3, epochs=25, label_noise=0.9, fresh_noise=True, zero_output=True
     ),
+    # Validation labels encoded one class off from training's: the model learns, and
+    # validation never improves on its first epoch.
+    "split-mismatch": Scenario(hidden=(64,), lr=1e-3, epochs=15, val_label_shift=1),
     # Learning rate 0 and a zero output layer: uniform softmax, loss exactly ln(10).
     "constant": Scenario(hidden=(64,), optimizer="sgd", lr=0.0, epochs=10, zero_output=True),
     # A huge step saturates the softmax; clipped samples send back no gradient: frozen.
@@ -108,6 +112,7 @@ KERAS_SCENARIOS: tuple[str, ...] = (
     "lr-too-high",
     "plateau",
     "data-problem",
+    "split-mismatch",
     "constant",
     "softmax-overflow",
 )
@@ -138,7 +143,8 @@ def load_digits_split(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(x_train, y_train, x_val, y_val): a fixed split, the scenario's corruptions applied.
 
-    The validation set is always the same clean 597 digits, so runs are comparable.
+    The validation set is always the same clean 597 digits, so runs are comparable
+    (its labels shifted only in the split-mismatch scenario).
     """
     from sklearn.datasets import load_digits
 
@@ -160,6 +166,8 @@ def load_digits_split(
         rng = np.random.default_rng(SEED)
         noisy = rng.random(len(y_train)) < scenario.label_noise
         y_train[noisy] = rng.integers(0, 10, size=int(noisy.sum()))
+    if scenario.val_label_shift:
+        y_val = (y_val + scenario.val_label_shift) % 10
     return x_train, y_train, x_val.astype(np.float32), y_val
 
 

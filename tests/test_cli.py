@@ -168,8 +168,10 @@ def test_every_wild_log_is_read_and_diagnosed(capsys):
     assert all(r["regime"] in {"still-learning", "converged", "overfitting", "data-problem",
                                "plateau", "diverging", "unknown"} for r in doc["runs"])
     by_name = {r["run"]: r for r in doc["runs"]}
-    # Validation loss climbs from 2.31 to 4.63 while training falls (read off the file).
-    assert by_name["w16.csv"]["regime"] == "overfitting"
+    # Read off the file: validation loss never beats its first epoch (2.317, best
+    # 2.313; then up to 4.63) and validation accuracy stays at 10-15% while training
+    # accuracy climbs to 78%: nothing learned carries over to validation.
+    assert by_name["w16.csv"]["regime"] == "data-problem"
 
 
 def test_verify_catches_a_flipped_data_byte(tmp_path: Path):

@@ -26,6 +26,7 @@ EXPECTED: dict[str, tuple[set[str], set[str], set[str]]] = {
     "lr-too-high": ({"still-learning", "plateau"}, {"lr-too-high"}, set()),
     "plateau": ({"plateau"}, {"plateau"}, set()),
     "data-problem": ({"data-problem"}, {"data-problem"}, set()),
+    "split-mismatch": ({"data-problem"}, {"data-problem"}, set()),
     "constant": ({"plateau"}, {"constant-loss"}, set()),
     "softmax-overflow": ({"plateau"}, {"softmax-overflow"}, set()),
     "loss-spike": ({"still-learning", "converged"}, {"loss-spike"}, set()),
@@ -129,3 +130,24 @@ def test_loss_spike_points_at_the_corrupted_batch(torch_runs: dict[str, Path]):
         finding = next(f for f in d.findings if f.code == "loss-spike")
         assert finding.step == spike_step
         assert finding.evidence["spikes"] == 1
+
+
+@pytest.mark.slow
+def test_split_mismatch_needs_accuracy_to_be_called(keras_runs: dict[str, Path],
+                                                    torch_runs: dict[str, Path]):
+    # Without accuracies, a validation loss that never improved is also what a run
+    # that overfits from its first epoch looks like: no data-problem claim then.
+    from lossdoctor.run import TRAIN_ACC, VAL_ACC
+
+    for runs in (keras_runs, torch_runs):
+        [loaded] = load(sources_of(runs["split-mismatch"])["csv"])
+        assert loaded.run is not None
+        run = loaded.run
+        with_acc = diagnose(run)
+        assert with_acc.regime == "data-problem"
+        finding = next(f for f in with_acc.findings if f.code == "data-problem")
+        assert finding.title.startswith("Validation never moved")
+        assert float(finding.evidence["val_accuracy_best"]) < 0.5
+        for key in (TRAIN_ACC, VAL_ACC):
+            run.series.pop(key, None)
+        assert diagnose(run).regime != "data-problem"

@@ -20,6 +20,8 @@ SUPERSEDES: dict[str, frozenset[str]] = {
     "diverging": frozenset({"loss-spike"}),
     # Both advise a lower learning rate; the specific diagnosis says why.
     "lr-too-high": frozenset({"plateau"}),
+    # A train/validation accuracy gap is the symptom; regularizing would not cure it.
+    "data-problem": frozenset({"generalization-gap"}),
 }
 
 

@@ -119,17 +119,21 @@ CATALOG: dict[str, CatalogEntry] = {
         ),
         _entry(
             "data-problem", "curves", C,
-            "Validation loss falls while training loss does not",
-            "Training cannot be what makes validation improve, so the two sets do not "
-            "measure the same thing: validation overlaps training or leaks the labels, "
-            "training labels are noisy or shuffled, or the two splits are preprocessed "
-            "differently.",
+            "One split improves while the other does not move",
+            "What the model learns on one split does not show on the other, so the two do "
+            "not measure the same thing. Validation improving while training does not: "
+            "validation overlaps training or leaks the labels, or the training labels are "
+            "noisy or shuffled. Training improving while validation stays where it "
+            "started: the splits are preprocessed differently, the validation labels are "
+            "encoded differently, or validation comes from another distribution.",
             [
                 "Check that training inputs and labels line up (no shuffling of one without "
                 "the other).",
+                "Make sure both splits go through the same preprocessing and label "
+                "encoding: score a few training samples through the validation pipeline; "
+                "they should do as well as in training.",
                 "Look for samples shared by training and validation, and for features that "
                 "give the label away.",
-                "Make sure both splits go through the same preprocessing.",
             ],
         ),
         _entry(

@@ -113,11 +113,13 @@ def assess_regime(run: Run) -> RegimeVerdict:
         best = int(np.argmin(vb.y))
         best_step, best_epoch = locate(val, int(vb.index[best]))
         problem = _data_problem(tb, vb, v_trend, evidence)
-        if problem:
+        stuck_val = None if problem else _validation_never_moved(run, tb, vb, evidence)
+        if problem or stuck_val:
             step, epoch = locate(train, int(tb.index[0]))
             return RegimeVerdict(
                 "data-problem",
-                make_finding("data-problem", step=step, epoch=epoch, evidence=evidence),
+                make_finding("data-problem", step=step, epoch=epoch, evidence=evidence,
+                             title=stuck_val),
                 evidence,
             )
         gap_growth, gap_end = _gap_change(tb, vb, best)
@@ -206,6 +208,44 @@ def _data_problem(
         evidence["val_whole_run_fall"] = round(val_fall, 4)
         return True
     return False
+
+
+# The other way round: training learned (its loss fell by this share at least) while
+# validation never improved on its first value by MIN_VAL_GAIN of its level and its
+# accuracy stayed near where it began and far below training's. Accuracy is required:
+# without it, a run that overfits from its first epoch looks the same.
+STUCK_VAL_TRAIN_FALL = 0.3
+MIN_VAL_GAIN = 0.05
+STUCK_VAL_ACC_RISE = 0.1  # validation accuracy rose less than this over its first value
+STUCK_VAL_ACC_SHARE = 0.5  # and stayed below this share of training's final accuracy
+
+
+def _validation_never_moved(run: Run, tb: Binned, vb: Binned,
+                            evidence: dict[str, float | int | str]) -> str | None:
+    """A title when validation stayed where it started (its loss never better than at
+    first, its accuracy near its first value and far below training's) while training
+    learned: what the model learns does not carry over, as when the splits are
+    preprocessed differently. None otherwise."""
+    val_acc, train_acc = run.get(VAL_ACC), _last_accuracy(run, TRAIN_ACC)
+    if val_acc is None or train_acc is None or tb.y[0] <= 0 or vb.y[0] <= 0:
+        return None
+    acc = val_acc.values[np.isfinite(val_acc.values)]
+    if acc.size < MIN_POINTS:
+        return None
+    train_first, train_last = float(tb.y[0]), float(np.median(tb.y[late_window(tb)]))
+    val_first, val_best = float(vb.y[0]), float(np.min(vb.y))
+    acc_first, acc_best = float(acc[0]), float(np.max(acc))
+    if not (train_last <= (1.0 - STUCK_VAL_TRAIN_FALL) * train_first
+            and val_first - val_best < MIN_VAL_GAIN * abs(val_first)
+            and acc_best - acc_first < STUCK_VAL_ACC_RISE
+            and acc_best < STUCK_VAL_ACC_SHARE * train_acc):
+        return None
+    evidence.update(val_first=val_first, val_accuracy_first=round(acc_first, 4),
+                    val_accuracy_best=round(acc_best, 4), train_accuracy=round(train_acc, 4))
+    return (f"Validation never moved from where it started (loss {val_first:.4g}, best "
+            f"{val_best:.4g}; accuracy at most {acc_best:.0%}) while training loss fell from "
+            f"{train_first:.4g} to {train_last:.4g} and training accuracy reached "
+            f"{train_acc:.0%}")
 
 
 def _finite_count(series: Series) -> int:
