@@ -332,6 +332,16 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
                                    stop_on_critical=self.stop_on_critical,
                                    verbose=self.verbose)
         self.run_dir = self.monitor.store.run_dir
+        if keras.backend.backend() == "jax":
+            # Keras' JAX trainer holds the weights outside the model during an epoch
+            # (the model's variables are emptied and written back at its end): no
+            # per-layer reading can see them mid-epoch, so only curves are recorded.
+            self._note("weights, gradients, activations", "Keras backend 'jax' keeps the "
+                       "weights outside the model during fit: per-layer signals skipped; "
+                       "losses, metrics and the learning rate are recorded")
+            self.probe = None
+            self.histogram_every = 0
+            return
         self._backend = _backend_module()
         with self.monitor.guard("weights"):
             self._weights = self._backend.WeightReader(self._vars)
