@@ -44,7 +44,9 @@ on. With `steps_per_execution > 1` Keras calls the callback once per execution, 
 Backends: on TensorFlow the readings are traced functions (`keras_tf`, gradients
 with tf.GradientTape); on the others they are eager `keras.ops` on sampled steps
 (`keras_eager`), with probe gradients from torch.autograd on the torch backend and
-none elsewhere (a note in run.json). TensorFlow is imported only on its backend.
+none elsewhere (a note in run.json). On JAX only the curves are recorded: its trainer
+keeps the weights outside the model during an epoch. TensorFlow is imported only on
+its backend.
 """
 
 from __future__ import annotations
