@@ -62,8 +62,8 @@ import numpy as np
 
 from lossdoctor.diagnosis import Diagnosis
 from lossdoctor.findings import Finding
-from lossdoctor.live.budget import OverheadBudget
-from lossdoctor.live.monitor import LiveMonitor, StopTraining
+from lossdoctor.live.budget import OverheadBudget, ReadingPlan
+from lossdoctor.live.monitor import HISTOGRAM_BINS, LiveMonitor, StopTraining
 from lossdoctor.live.schedule import Schedule
 
 ACTIVATIONS = {
@@ -76,7 +76,6 @@ SATURATION = 0.99  # sigmoid outside [0.01, 0.99], |tanh| above 0.99
 CHECK_INTERVAL_S = 10.0  # full diagnosis (new findings printed) at most this often
 FLUSH_INTERVAL_S = 2.0  # event-file writes at most this often (and at each epoch end)
 PROBE_SIZE = 64
-HISTOGRAM_BINS = 30
 HISTOGRAM_ROW = 2 + HISTOGRAM_BINS  # start, width, counts
 
 __all__ = ["Doctor", "StopTraining"]
@@ -245,10 +244,9 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         # A probe pass costs about one training step: every `every` steps at the start,
         # then every `probe_every`.
         self.probe_every = probe_every
-        self._budget = OverheadBudget(max_overhead, every,
-                                      10 * every if max_every is None else max_every)
-        self._period = every  # steps between weight readings after the dense start
-        self._next_read = self._next_probe = dense_steps  # the first after the start
+        self._budget = OverheadBudget(max_overhead, every, max_every)
+        self._reading_plan = ReadingPlan(self.schedule, self._budget)  # weight readings
+        self._next_probe = dense_steps  # the first probe after the dense start
         self._next_hist = 0
         self._cost = 0.0  # seconds in the Doctor since the last batch end
         self._last_end: float | None = None
@@ -445,37 +443,30 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
             else:
                 raise
 
-    def _sampled(self, step: int) -> bool:
-        s = self.schedule
-        if step < s.dense_steps:
-            return step % s.dense_every == 0
-        return step >= self._next_read
-
     def _probe_due(self, step: int) -> bool:
         if step < self.schedule.dense_steps:
             return step % self.schedule.every == 0
         return step >= self._next_probe
-
-    def _stretch(self) -> int:
-        """How many times the asked schedule the budget spaces readings out."""
-        return max(1, self._period // self.schedule.every)
 
     def on_train_batch_begin(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         if self.monitor is None:
             return
         start = time.perf_counter()
         step = self._step
-        if self._weights is not None and self._snapped != step and self._sampled(step):
+        if self._weights is not None and self._snapped != step \
+                and self._reading_plan.due(step):
             with self.monitor.guard("weights"):
                 self._weights.snapshot()
                 self._snapped = step
             self._did = "read"
+        stretch = self._reading_plan.stretch
         histograms = self.histogram_every > 0 and step >= self._next_hist
         if histograms:
-            self._next_hist = step + self.histogram_every * self._stretch()
-        if self._probe_due(step) or histograms:
-            if step >= self.schedule.dense_steps and self._probe_due(step):
-                self._next_probe = step + self.probe_every * self._stretch()
+            self._next_hist = step + self.histogram_every * stretch
+        probe = self._probe_due(step)
+        if probe and step >= self.schedule.dense_steps:
+            self._next_probe = step + self.probe_every * stretch
+        if probe or histograms:
             self._run_probe(step, histograms)
             self._did = "probe"
         self._cost += time.perf_counter() - start
@@ -544,12 +535,10 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         assert mon is not None and self._weights is not None
         self._snapped = None
         self._did = self._did or "read"
-        if step >= self.schedule.dense_steps:
-            self._period = self._budget.period()
-            self._next_read = step + self._period
+        self._reading_plan.taken(step)
         with mon.guard("updates"):
             nxt = step + 1
-            snap = self._sampled(nxt)
+            snap = self._reading_plan.due(nxt)
             row = self._weights.read(snapshot_next=snap)
             if snap:
                 self._snapped = nxt
@@ -665,11 +654,7 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         rows = flat.reshape(len(tags), HISTOGRAM_ROW)
         assert self.monitor is not None
         for tag, row in zip(tags, rows, strict=True):
-            start, width = float(row[0]), float(row[1])
-            if not (math.isfinite(start) and math.isfinite(width)) or not row[2:].any():
-                continue  # no finite value at all
-            edges = start + width * np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1)
-            self.monitor.histogram(tag, edges, row[2:], step)
+            self.monitor.histogram_row(tag, row, step)
 
     def _record_lr(self, step: int) -> None:
         assert self.monitor is not None

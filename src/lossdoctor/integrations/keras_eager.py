@@ -19,7 +19,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from lossdoctor.integrations.keras import HISTOGRAM_BINS, SATURATION
+from lossdoctor.integrations.keras import SATURATION
+from lossdoctor.live.monitor import HISTOGRAM_BINS
 
 
 def _value(v: Any) -> Any:

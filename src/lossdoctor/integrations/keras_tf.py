@@ -15,7 +15,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lossdoctor.integrations.keras import HISTOGRAM_BINS, SATURATION
+from lossdoctor.integrations.keras import SATURATION
+from lossdoctor.live.monitor import HISTOGRAM_BINS
 
 
 def _value(v: Any) -> Any:

@@ -30,8 +30,8 @@ import torch
 
 from lossdoctor.diagnosis import Diagnosis
 from lossdoctor.findings import Finding
-from lossdoctor.live.budget import OverheadBudget
-from lossdoctor.live.monitor import LiveMonitor, StopTraining
+from lossdoctor.live.budget import OverheadBudget, ReadingPlan
+from lossdoctor.live.monitor import HISTOGRAM_BINS, LiveMonitor, StopTraining
 from lossdoctor.live.schedule import Schedule
 
 ACTIVATIONS = {
@@ -43,7 +43,6 @@ STATS = ("act_mean", "act_std", "dead_fraction", "saturated_fraction", "nan_coun
 SATURATION = 0.99  # sigmoid outside [0.01, 0.99], |tanh| above 0.99
 CHECK_INTERVAL_S = 10.0  # full diagnosis (new findings printed) at most this often
 FLUSH_INTERVAL_S = 2.0  # event-file writes at most this often (and at each epoch end)
-HISTOGRAM_BINS = 30
 
 __all__ = ["Doctor", "StopTraining"]
 
@@ -208,8 +207,8 @@ class Doctor:
         if histogram_every < 0:
             raise ValueError(f"histogram_every >= 0 must hold, but got {histogram_every}")
         self.histogram_every = histogram_every
-        self._budget = OverheadBudget(max_overhead, every,
-                                      10 * every if max_every is None else max_every)
+        self._budget = OverheadBudget(max_overhead, every, max_every)
+        self._reading_plan = ReadingPlan(self.schedule, self._budget)
         self._in_opt = {id(p) for g in optimizer.param_groups for p in g["params"]}
         # Layers in depth order (registration order): those with weights in the
         # optimizer get weight/update/grad signals; those and activations get
@@ -260,9 +259,6 @@ class Doctor:
                                    meta=meta, on_finding=on_finding,
                                    stop_on_critical=stop_on_critical, verbose=verbose)
         self.run_dir = self.monitor.store.run_dir
-        self._period = self.schedule.every  # steps between read-backs (and, after
-        # the dense start, between readings); see `max_overhead`
-        self._next_due = self.schedule.dense_steps  # the first reading after the start
         self._readings = 0  # sampled steps so far
         self._next_hist = 0  # the next step with histograms
         self._cost = 0.0  # seconds spent in the Doctor since the last log()
@@ -310,12 +306,6 @@ class Doctor:
         self._plan(0)
         self._handles.append(optimizer.register_step_pre_hook(self._pre_step))
         self._handles.append(optimizer.register_step_post_hook(self._post_step))
-
-    def _sampled(self, step: int) -> bool:
-        s = self.schedule
-        if step < s.dense_steps:
-            return step % s.dense_every == 0
-        return step >= self._next_due
 
 
     # --- hooks (each guarded: a failure is one monitor-error, never a crash) -------------
@@ -395,13 +385,8 @@ class Doctor:
                 return
             dev = parts[0].device
             host = self._to_host(torch.stack([t.to(dev) for t in parts]).double())
-        bins = HISTOGRAM_BINS
         for tag, row in zip(tags, host, strict=True):
-            start, width, counts = float(row[0]), float(row[1]), row[2:]
-            if not (math.isfinite(start) and math.isfinite(width)):
-                continue  # no finite value at all
-            self.monitor.histogram(tag, start + width * np.linspace(0.0, 1.0, bins + 1), counts,
-                                   step)
+            self.monitor.histogram_row(tag, row, step)
 
     def _pre_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         if not (self._sampling or self._hunt or self._hist_due):
@@ -415,8 +400,7 @@ class Doctor:
     def _read_before_step(self) -> None:
         if self._hist_due:
             # As readings are spaced out by the budget, so are histograms.
-            stretch = max(1, self._period // self.schedule.every)
-            self._next_hist = self._opt_step + self.histogram_every * stretch
+            self._next_hist = self._opt_step + self.histogram_every * self._reading_plan.stretch
             try:
                 self._write_histograms(self._opt_step)
             except Exception as exc:
@@ -458,7 +442,7 @@ class Doctor:
 
     def _plan(self, step: int) -> None:
         """What `step` reads, and forward hooks only when it reads activations."""
-        self._sampling = self._sampled(step)
+        self._sampling = self._reading_plan.due(step)
         self._acting = self._sampling and self._readings % self.activation_every == 0
         self._hist_due = bool(self.histogram_every) and step >= self._next_hist
         if self._acting or self._hunt or self._hist_due or self._fwd_handles:
@@ -503,9 +487,7 @@ class Doctor:
             if self._sampling:
                 self._did_read = "act" if self._acting else "read"
                 self._readings += 1
-                if step >= self.schedule.dense_steps:
-                    self._period = self._budget.period()
-                    self._next_due = step + self._period
+                self._reading_plan.taken(step)
             self._before = None
             self._norms = []
             self._acts = {}
@@ -531,7 +513,7 @@ class Doctor:
                     self.monitor.scalar(f"train/{name}_step", _to_float(v), step)
         self._step = step + 1
         self._since_sync += 1
-        synced = self._since_sync >= self._period or self._hunt
+        synced = self._since_sync >= self._reading_plan.period or self._hunt
         if synced:
             self._sync()
         # The Doctor's own time on this step, for `max_overhead`.

@@ -27,6 +27,8 @@ import math
 import statistics
 from collections import deque
 
+from lossdoctor.live.schedule import Schedule
+
 WINDOW = 31  # plain steps whose median is the step time
 WORK_WINDOW = 9  # steps of one kind of work whose median is its cost
 MIN_WORK = 3  # ... once there are this many (one stalled step cannot be the median)
@@ -45,14 +47,15 @@ class OverheadBudget:
 
     limit: the share of training time the doctor may take (0.02 = 2%); None keeps
         the period at `every`.
+    max_every: the longest period (default 10 x `every`).
     """
 
-    def __init__(self, limit: float | None, every: int, max_every: int) -> None:
+    def __init__(self, limit: float | None, every: int, max_every: int | None = None) -> None:
         if limit is not None and not 0 < limit < 1:
             raise ValueError(f"0 < max_overhead < 1 must hold, but got {limit}")
         self.limit = limit
         self.every = every
-        self.max_every = max(every, max_every)
+        self.max_every = max(every, 10 * every if max_every is None else max_every)
         self._bases: deque[float] = deque(maxlen=WINDOW)  # plain steps, doctor excluded
         self._plains: deque[float] = deque(maxlen=WINDOW)  # doctor seconds on them
         self._works: dict[str, deque[float]] = {}  # per kind: steps beyond `base`
@@ -119,3 +122,32 @@ class OverheadBudget:
                 "own_time_share": round(self.own / self.total_time, 5)
                 if self.total_time > 0 else None}
 
+
+
+class ReadingPlan:
+    """When per-layer readings are due: every `dense_every` steps during the dense
+    start, then `budget.period()` steps after each reading."""
+
+    def __init__(self, schedule: Schedule, budget: OverheadBudget) -> None:
+        self.schedule = schedule
+        self.budget = budget
+        self.period = schedule.every  # steps between readings after the dense start
+        self._next = schedule.dense_steps
+
+    def due(self, step: int) -> bool:
+        if step < self.schedule.dense_steps:
+            return step % self.schedule.dense_every == 0
+        return step >= self._next
+
+    def taken(self, step: int) -> None:
+        """A reading was taken at `step`: after the dense start, the next is one
+        budget period on."""
+        if step >= self.schedule.dense_steps:
+            self.period = self.budget.period()
+            self._next = step + self.period
+
+    @property
+    def stretch(self) -> int:
+        """How many times the asked schedule the budget spaces readings out (for
+        rarer readings such as histograms and probes)."""
+        return max(1, self.period // self.schedule.every)

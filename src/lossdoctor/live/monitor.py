@@ -10,11 +10,17 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
+
 from lossdoctor.diagnosis import Diagnosis, diagnose
 from lossdoctor.findings import Finding, Severity
 from lossdoctor.live.printer import default_writer, format_line
 from lossdoctor.live.schedule import Schedule
 from lossdoctor.live.store import RunStore
+
+# Both doctors bin histograms on the device into this many equal bins and read back
+# rows of [start, width, counts].
+HISTOGRAM_BINS = 30
 
 
 class StopTraining(Exception):  # named for what the user's loop should do
@@ -127,6 +133,15 @@ class LiveMonitor:
     def histogram(self, tag: str, edges: Any, counts: Any, step: int) -> None:
         """A binned histogram (see `RunStore.histogram`)."""
         self.store.histogram(tag, edges, counts, step)
+
+    def histogram_row(self, tag: str, row: np.ndarray, step: int) -> None:
+        """A histogram read back as [start, width, `HISTOGRAM_BINS` counts] of equal
+        bins; skipped when the tensor held no finite value."""
+        start, width, counts = float(row[0]), float(row[1]), row[2:]
+        if not (np.isfinite(start) and np.isfinite(width)) or not counts.any():
+            return
+        self.histogram(tag, start + width * np.linspace(0.0, 1.0, len(counts) + 1), counts,
+                       step)
 
     def flush(self) -> None:
         with self.guard("flush"):
