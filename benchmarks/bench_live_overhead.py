@@ -230,6 +230,26 @@ NEVER_READ = {"every": 10**6, "dense_every": 10**6, "dense_steps": 0, "histogram
               "max_overhead": None}
 
 
+def watched_in_turn(epoch: int) -> bool:
+    """W N, N W, W N, ...: neither arm always goes first."""
+    pair, second = divmod(epoch, 2)
+    return (second == 0) if pair % 2 == 0 else (second == 1)
+
+
+def set_attached(doc: Any, opt: Any, on: bool) -> None:
+    """Attach or detach a PyTorch Doctor's hooks (through its internals), so one model
+    can be trained with and without it in turns."""
+    if on:
+        doc._handles = [opt.register_step_pre_hook(doc._pre_step),
+                        opt.register_step_post_hook(doc._post_step)]
+        doc._plan(doc._opt_step)
+    else:
+        for h in doc._handles:
+            h.remove()
+        doc._handles = []
+        doc._set_forward_hooks(False)
+
+
 def same_model_trial(epochs: int, run_dir: Path, control: bool, seed: int,
                      options: dict[str, Any] | None = None) -> float:
     """One model and one Doctor; the Doctor's hooks are attached on half the epochs
@@ -248,27 +268,15 @@ def same_model_trial(epochs: int, run_dir: Path, control: bool, seed: int,
     model, opt = _digits_cnn()
     doc = Doctor(model, opt, run_dir, verbose=False, **(options or {}))
 
-    def attach(on: bool) -> None:
-        if on:
-            doc._handles = [opt.register_step_pre_hook(doc._pre_step),
-                            opt.register_step_post_hook(doc._post_step)]
-            doc._plan(doc._opt_step)
-        else:
-            for h in doc._handles:
-                h.remove()
-            doc._handles = []
-            doc._set_forward_hooks(False)
-
     gen = torch.Generator().manual_seed(seed)
     watched = plain = 0.0
     attached = True
     for e in range(epochs):
         perm = torch.randperm(len(xt), generator=gen)
-        pair, second = divmod(e, 2)
-        w = (second == 0) if pair % 2 == 0 else (second == 1)
+        w = watched_in_turn(e)
         active = w and not control
         if active != attached:
-            attach(active)
+            set_attached(doc, opt, active)
             attached = active
         start = time.perf_counter()
         for i in range(0, len(xt) - 31, 32):
@@ -287,7 +295,7 @@ def same_model_trial(epochs: int, run_dir: Path, control: bool, seed: int,
         else:
             plain += took
     if not attached:
-        attach(True)
+        set_attached(doc, opt, True)
     start = time.perf_counter()
     doc.close()
     if not control:

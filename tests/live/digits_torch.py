@@ -1,8 +1,12 @@
 """Small PyTorch MLPs trained on scikit-learn's digits under a live Doctor: the
-healthy baseline and one fault per layer finding."""
+healthy baseline and one fault per layer finding.
+
+LOSSDOCTOR_TEST_DEVICE=cuda runs them (and the tests that use them) on a GPU, where
+the Doctor's read-backs wait for queued work; CI runs them on the CPU."""
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +17,7 @@ import torch
 from lossdoctor.torch import Doctor
 
 BATCH = 64
+DEVICE = torch.device(os.environ.get("LOSSDOCTOR_TEST_DEVICE", "cpu"))
 
 
 def digits() -> tuple[torch.Tensor, torch.Tensor]:
@@ -20,7 +25,8 @@ def digits() -> tuple[torch.Tensor, torch.Tensor]:
 
     x, y = load_digits(return_X_y=True)
     x = (x - x.mean(0)) / (x.std(0) + 1e-8)
-    return torch.tensor(x, dtype=torch.float32), torch.tensor(y)
+    return (torch.tensor(x, dtype=torch.float32, device=DEVICE),
+            torch.tensor(y, device=DEVICE))
 
 
 def mlp(act: type[torch.nn.Module] = torch.nn.ReLU, depth: int = 3, width: int = 32,
@@ -36,7 +42,7 @@ def mlp(act: type[torch.nn.Module] = torch.nn.ReLU, depth: int = 3, width: int =
         layers += [lin, act()]
         d = width
     layers.append(torch.nn.Linear(d, 10))
-    return torch.nn.Sequential(*layers)
+    return torch.nn.Sequential(*layers).to(DEVICE)
 
 
 def train(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -120,7 +126,8 @@ def huge_lr_to_nan(run_dir: Path, lr: float = 3.0) -> tuple[Doctor, int | None]:
     from sklearn.datasets import load_digits
 
     x_np, y_np = load_digits(return_X_y=True)
-    x, y = torch.tensor(x_np, dtype=torch.float32), torch.tensor(y_np)
+    x = torch.tensor(x_np, dtype=torch.float32, device=DEVICE)
+    y = torch.tensor(y_np, device=DEVICE)
     target = torch.nn.functional.one_hot(y, 10).float()
     torch.manual_seed(0)
     model = mlp(act=torch.nn.Tanh, depth=2)
@@ -153,7 +160,7 @@ if __name__ == "__main__":  # the kill -9 test: train slowly until killed
     doc = Doctor(model, opt, run_dir, verbose=False, every=5)
     step = 0
     while True:
-        idx = torch.randint(0, len(x), (BATCH,))
+        idx = torch.randint(0, len(x), (BATCH,), device=DEVICE)
         loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
         opt.zero_grad()
         loss.backward()

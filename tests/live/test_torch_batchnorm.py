@@ -28,7 +28,7 @@ def bn_mlp() -> torch.nn.Sequential:
     return torch.nn.Sequential(
         torch.nn.Linear(64, 64), torch.nn.BatchNorm1d(64), torch.nn.ReLU(),
         torch.nn.Linear(64, 32), torch.nn.BatchNorm1d(32), torch.nn.ReLU(),
-        torch.nn.Linear(32, 10))
+        torch.nn.Linear(32, 10)).to(dt.DEVICE)
 
 
 def batches(x: torch.Tensor, seed: int) -> list[torch.Tensor]:

@@ -10,15 +10,18 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from tests.live.digits_torch import DEVICE  # noqa: E402
+
 from lossdoctor.integrations.torch import HISTOGRAM_BINS, Doctor  # noqa: E402
 from lossdoctor.sources.rundir import read_run_dir  # noqa: E402
 
 
 def _train(run_dir: Path, steps: int, **kwargs: object) -> Doctor:
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(),
+                                torch.nn.Linear(16, 3)).to(DEVICE)
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    x, y = torch.randn(64, 8), torch.randint(0, 3, (64,))
+    x, y = torch.randn(64, 8).to(DEVICE), torch.randint(0, 3, (64,)).to(DEVICE)
     doc = Doctor(model, opt, run_dir, verbose=False, **kwargs)  # type: ignore[arg-type]
     for _ in range(steps):
         opt.zero_grad()

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -196,3 +197,39 @@ def test_kill_9_leaves_a_readable_run(tmp_path):
     assert "Traceback" not in cli.stderr
     assert cli.returncode in (0, 1), cli.stderr  # read as one lossdoctor run
     assert "(lossdoctor;" in cli.stdout
+
+
+def test_epoch_train_loss_is_the_mean_of_its_steps(runs):
+    # Written once the epoch's step losses have been read back (later, on a GPU).
+    run = read_run_dir(runs["healthy"][0])
+    per_epoch = len(dt.digits()[0]) // dt.BATCH
+    steps = run.series["train/loss_step"].values
+    means = [steps[e * per_epoch:(e + 1) * per_epoch].mean() for e in range(2)]
+    assert run.series["train/loss"].values == pytest.approx(means, rel=1e-6)
+
+
+def test_slow_writes_are_spaced_out(tmp_path):
+    # A write that takes 20 ms may take 0.5% of the time: at most one per 4 s.
+    torch.manual_seed(0)
+    m = dt.mlp()
+    doc = dt.Doctor(m, torch.optim.SGD(m.parameters(), lr=0.05), tmp_path / "r",
+                    verbose=False, flush_interval_s=0.0, dense_every=1)
+    writes = []
+    write = doc.monitor.flush
+
+    def slow_write() -> None:
+        writes.append(1)
+        time.sleep(0.02)
+        write()
+
+    doc.monitor.flush = slow_write  # type: ignore[method-assign]
+    x, y = dt.digits()
+    for i in range(40):  # a read-back on every step, each one a chance to write
+        loss = torch.nn.functional.cross_entropy(m(x[i:i + 8]), y[i:i + 8])
+        loss.backward()
+        doc.optimizer.step()
+        doc.optimizer.zero_grad()
+        doc.log(loss=loss)
+    assert len(writes) == 1
+    doc.close()
+    assert len(read_run_dir(tmp_path / "r").series["train/loss"]) == 40

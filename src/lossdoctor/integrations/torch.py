@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, NamedTuple
@@ -42,7 +43,10 @@ ACTIVATIONS = {
 STATS = ("act_mean", "act_std", "dead_fraction", "saturated_fraction", "nan_count")
 SATURATION = 0.99  # sigmoid outside [0.01, 0.99], |tanh| above 0.99
 CHECK_INTERVAL_S = 10.0  # full diagnosis (new findings printed) at most this often
-FLUSH_INTERVAL_S = 2.0  # event-file writes at most this often (and at each epoch end)
+FLUSH_INTERVAL_S = 2.0  # event-file writes at most this often
+# ... and each at most this share of the time since the last (a write or a diagnosis
+# of a large model's series took 20-50 ms of host time on a GPU machine)
+HOST_WORK_SHARE = 0.005
 
 __all__ = ["Doctor", "StopTraining"]
 
@@ -53,6 +57,29 @@ class _Layout(NamedTuple):
     # (hooked index, elements, units, 0-d values, per-unit maxima follow), in run order
     acts: list[tuple[int, int, int, int, bool]]
     bns: list[tuple[int, bool, bool]]  # (BatchNorm index, shift measured, frozen)
+
+
+class _Transfer:
+    """A tensor on its way to the host. On a CUDA device the copy is non-blocking,
+    into pinned memory, and done once its event has passed, so the host never waits
+    for the queued steps (waiting would leave the GPU idle while the host then works
+    on the values); elsewhere it is copied at once."""
+
+    def __init__(self, t: torch.Tensor) -> None:
+        self.event: Any = None
+        if t.device.type == "cuda":
+            self.host = t.to("cpu", non_blocking=True)
+            self.event = torch.cuda.Event()  # type: ignore[no-untyped-call]
+            self.event.record()
+        else:
+            self.host = t.cpu()
+
+    def ready(self) -> bool:
+        return self.event is None or bool(self.event.query())
+
+    def wait(self) -> None:
+        if self.event is not None:
+            self.event.synchronize()
 
 
 def _first_tensor(out: Any) -> torch.Tensor | None:
@@ -156,7 +183,8 @@ class Doctor:
         are printed at once.
     flush_interval_s: write to the event file at most this often (checked at every
         read-back and epoch end; and at `flush()` and `close()`): what a `kill -9` can
-        lose.
+        lose. Both intervals grow when one diagnosis or write takes more than 0.5% of
+        them (`HOST_WORK_SHARE`).
     hparams: extra hyperparameters to store in run.json.
     histogram_every: per-layer weight, gradient and activation histograms
         (`layer/<name>/weight_hist`, `grad_hist`, `act_hist`: 30 equal bins over the
@@ -262,7 +290,9 @@ class Doctor:
         self._readings = 0  # sampled steps so far
         self._next_hist = 0  # the next step with histograms
         self._cost = 0.0  # seconds spent in the Doctor since the last log()
-        self._waited = 0.0  # of which waiting for an accelerator (see `_to_host`)
+        self._waited = 0.0  # of which waiting for an accelerator (see `_receive`)
+        # Read-backs under way, in step order: each with what finishes its values.
+        self._transfers: deque[tuple[_Transfer | None, Callable[[np.ndarray], None]]] = deque()
         self._last_log: float | None = None
         self._since_sync = 0  # steps logged since the last read-back
         self._did_read = ""  # what the step since the last log() read: "act", "read"
@@ -298,6 +328,7 @@ class Doctor:
         self._last_flush = time.monotonic()
         self.check_interval_s = check_interval_s
         self.flush_interval_s = flush_interval_s
+        self._check_every, self._flush_every = check_interval_s, flush_interval_s
         self._handles: list[Any] = []
         # Forward hooks exist only during sampled steps: a module with any hook leaves
         # PyTorch's fast call path, which costs on every step.
@@ -384,9 +415,13 @@ class Doctor:
             if not parts:
                 return
             dev = parts[0].device
-            host = self._to_host(torch.stack([t.to(dev) for t in parts]).double())
-        for tag, row in zip(tags, host, strict=True):
-            self.monitor.histogram_row(tag, row, step)
+            binned = torch.stack([t.to(dev) for t in parts]).double()
+
+        def finish(host: np.ndarray) -> None:
+            for tag, row in zip(tags, host, strict=True):
+                self.monitor.histogram_row(tag, row, step)
+
+        self._transfers.append((_Transfer(binned), finish))
 
     def _pre_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         if not (self._sampling or self._hunt or self._hist_due):
@@ -515,7 +550,7 @@ class Doctor:
         self._since_sync += 1
         synced = self._since_sync >= self._reading_plan.period or self._hunt
         if synced:
-            self._sync()
+            self._sync(wait=self._hunt)
         # The Doctor's own time on this step, for `max_overhead`.
         now = time.perf_counter()
         cost = max(self._cost + (now - start) - self._waited, 0.0)
@@ -540,28 +575,32 @@ class Doctor:
             self._cost += time.perf_counter() - start  # charged to the next step
             self._edge = True
     def _end_epoch(self, metrics: Mapping[str, float | torch.Tensor]) -> None:
-        self._sync()
         step = max(self._step - 1, 0)
+        given: dict[str, float] = {}
         with self.monitor.guard("log_epoch"):
             given = {_epoch_tag(k): _to_float(v) for k, v in metrics.items()}
-            if "epoch/train_loss" not in given and self._epoch_loss_n:
-                given["epoch/train_loss"] = self._epoch_loss_sum / self._epoch_loss_n
             for tag, value in given.items():
                 self.monitor.scalar(tag, value, step)
             self.monitor.scalar("epoch", float(self._epoch), step)
-        # Written with the next timed flush, not at once: epochs of a fraction of a
-        # second would otherwise pay a file write each (about 2 ms).
-        if time.monotonic() - self._last_flush >= self.flush_interval_s:
-            self.flush()
-        self._epoch_loss_sum, self._epoch_loss_n = 0.0, 0
+        own_loss = "epoch/train_loss" in given
+        # The epoch's mean training loss once all its step losses are on the host: on
+        # a GPU they arrive later (waiting for them would idle the GPU while the host
+        # works), so it is queued behind them. Epoch values are written with the next
+        # timed flush: epochs of a fraction of a second would otherwise pay a file
+        # write each (about 2 ms).
+        self._sync(then=lambda: self._epoch_loss(step, write=not own_loss))
         self._epoch += 1
-        if time.monotonic() - self._last_check >= self.check_interval_s:
-            self._check()
         self.monitor.raise_if_stopping()
+
+    def _epoch_loss(self, step: int, write: bool) -> None:
+        if write and self._epoch_loss_n:
+            self.monitor.scalar("epoch/train_loss", self._epoch_loss_sum / self._epoch_loss_n,
+                                step)
+        self._epoch_loss_sum, self._epoch_loss_n = 0.0, 0
 
     def flush(self) -> None:
         """Read back what is on the device and write everything to disk now."""
-        self._sync()
+        self._sync(wait=True)
         self._drain()
         self._last_flush = time.monotonic()
         self.monitor.flush()
@@ -574,14 +613,14 @@ class Doctor:
         """The diagnosis of everything recorded so far (what `lossdoctor diagnose
         RUN_DIR` says once the run is closed)."""
         if not self.monitor.closed:
-            self._sync()
+            self._sync(wait=True)
             self._drain()
         return self.monitor.report()
 
     def close(self) -> None:
         if self.monitor.closed:
             return
-        self._sync()
+        self._sync(wait=True)
         self._drain()
         self._set_forward_hooks(False)
         for h in self._handles:
@@ -606,10 +645,12 @@ class Doctor:
         self._last_check = time.monotonic()
         self.monitor.check()
 
-    def _sync(self) -> None:
-        """Move everything kept on the device to the host in one transfer. The raw rows
-        wait on the host until the next flush, where they are finished in one
-        vectorized pass and each series is written in one batch; a row with a
+    def _sync(self, wait: bool = False, then: Callable[[], None] | None = None) -> None:
+        """Start moving the values kept on the device to the host (one transfer, see
+        `_Transfer`), then take in the transfers that have arrived (all, with `wait`);
+        `then` runs once this transfer has been taken in.
+        The raw rows wait on the host until the next flush, where they are finished in
+        one vectorized pass and each series is written in one batch; a row with a
         non-finite value is finished at once, to find where a NaN began."""
         losses, rows = self._losses, self._rows
         self._losses, self._rows, self._since_sync = [], [], 0
@@ -619,42 +660,68 @@ class Doctor:
                 parts = tensors + [r for _, r, _ in rows]
                 if len({t.device for t in parts}) > 1:
                     parts = [t.cpu() for t in parts]
-                host = self._to_host(torch.cat(parts).float()).astype(np.float64) if parts \
-                    else np.zeros(0)
-                it = iter(host[: len(tensors)].tolist())
-                values = [next(it) if isinstance(v, torch.Tensor) else v for _, v in losses]
-                self._take_losses([st for st, _ in losses], values)
-                if rows:
-                    raw = host[len(tensors):]
-                    steps = [st for st, _, _ in rows]
-                    layouts = [lay for _, _, lay in rows]
-                    if np.isfinite(raw).all() or self.monitor.has_live_finding("nan-origin"):
-                        self._host_rows.append((steps, raw, layouts))
-                    else:
-                        table = self._host_table(raw, layouts)
-                        self._host_rows.append((steps, table, None))
-                        self._find_nan_origin(steps, table)
-                self._host_lr.append((losses[-1][0] if losses else rows[-1][0],
-                                      self._current_lr()))
+                lr = (losses[-1][0] if losses else rows[-1][0], self._current_lr())
+
+                def finish(host: np.ndarray) -> None:
+                    it = iter(host[: len(tensors)].tolist())
+                    values = [next(it) if isinstance(v, torch.Tensor) else v
+                              for _, v in losses]
+                    self._take_losses([st for st, _ in losses], values)
+                    if rows:
+                        self._take_rows([st for st, _, _ in rows], host[len(tensors):],
+                                        [lay for _, _, lay in rows])
+                    self._host_lr.append(lr)
+
+                if parts:
+                    self._transfers.append((_Transfer(torch.cat(parts).float()), finish))
+                else:
+                    finish(np.zeros(0))
+        if then is not None:
+            self._transfers.append((None, lambda _: then()))
+        self._receive(wait)
+        # Timed writes and diagnoses, further apart when one takes more than its share
+        # of the time (a large model's many series).
         now = time.monotonic()
-        if now - self._last_flush >= self.flush_interval_s:
+        if now - self._last_flush >= self._flush_every:
             self._last_flush = now
             self._drain()
             self.monitor.flush()
-        if now - self._last_check >= self.check_interval_s:
+            self._flush_every = max(self.flush_interval_s,
+                                    (time.monotonic() - now) / HOST_WORK_SHARE)
+        if now - self._last_check >= self._check_every:
             self._drain()
             self._check()
+            self._check_every = max(self.check_interval_s,
+                                    (time.monotonic() - now) / HOST_WORK_SHARE)
 
-    def _to_host(self, t: torch.Tensor) -> np.ndarray:
-        """`t` on the host. On an accelerator the copy waits for the queued steps to
-        finish: that wait is training the host would have waited for anyway, so it is
-        kept out of the Doctor's cost (`_waited`)."""
-        if t.device.type == "cpu":
-            return t.numpy()
-        start = time.perf_counter()
-        host = t.cpu()
-        self._waited += time.perf_counter() - start
-        return host.numpy()
+    def _receive(self, wait: bool) -> None:
+        """Finish the transfers that have arrived, in order (all of them with `wait`;
+        the time spent waiting is training the host would have waited for anyway, so
+        it is kept out of the Doctor's cost, `_waited`)."""
+        while self._transfers:
+            transfer, finish = self._transfers[0]
+            if transfer is None:  # a step to take after the transfers before it
+                self._transfers.popleft()
+                with self.monitor.guard("sync"):
+                    finish(np.zeros(0))
+                continue
+            if not transfer.ready():
+                if not wait:
+                    return
+                start = time.perf_counter()
+                transfer.wait()
+                self._waited += time.perf_counter() - start
+            self._transfers.popleft()
+            with self.monitor.guard("sync"):
+                finish(transfer.host.numpy().astype(np.float64))
+
+    def _take_rows(self, steps: list[int], raw: np.ndarray, layouts: list[_Layout]) -> None:
+        if np.isfinite(raw).all() or self.monitor.has_live_finding("nan-origin"):
+            self._host_rows.append((steps, raw, layouts))
+        else:
+            table = self._host_table(raw, layouts)
+            self._host_rows.append((steps, table, None))
+            self._find_nan_origin(steps, table)
 
     def _host_table(self, flat: np.ndarray, layouts: list[_Layout]) -> np.ndarray:
         """The read-back values of sampled steps as a fixed-width table, one row per
