@@ -233,3 +233,16 @@ def test_slow_writes_are_spaced_out(tmp_path):
     assert len(writes) == 1
     doc.close()
     assert len(read_run_dir(tmp_path / "r").series["train/loss"]) == 40
+
+
+def test_failing_read_back_is_one_finding_and_training_completes(tmp_path, monkeypatch):
+    def broken(self):
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr("lossdoctor.integrations.torch._Transfer.ready", broken)
+    torch.manual_seed(0)
+    m = dt.mlp()
+    doc = dt.train(tmp_path / "r", m, torch.optim.Adam(m.parameters(), lr=1e-3), epochs=1)
+    errors = [f for f in doc.report().findings if f.code == "monitor-error"]
+    assert len(errors) == 1 and errors[0].evidence["signal"] == "sync"
+    assert read_run_json(tmp_path / "r")["status"] == "closed"

@@ -699,21 +699,23 @@ class Doctor:
         the time spent waiting is training the host would have waited for anyway, so
         it is kept out of the Doctor's cost, `_waited`)."""
         while self._transfers:
-            transfer, finish = self._transfers[0]
-            if transfer is None:  # a step to take after the transfers before it
+            transfer, finish = self._transfers[0]  # None: a step after the ones before it
+            try:
+                if transfer is not None and not transfer.ready():
+                    if not wait:
+                        return
+                    start = time.perf_counter()
+                    transfer.wait()
+                    self._waited += time.perf_counter() - start
+                host = (np.zeros(0) if transfer is None
+                        else transfer.host.numpy().astype(np.float64))
+            except Exception as exc:  # dropped: not tried again at every step
                 self._transfers.popleft()
-                with self.monitor.guard("sync"):
-                    finish(np.zeros(0))
+                self.monitor.monitor_error("sync", exc)
                 continue
-            if not transfer.ready():
-                if not wait:
-                    return
-                start = time.perf_counter()
-                transfer.wait()
-                self._waited += time.perf_counter() - start
             self._transfers.popleft()
             with self.monitor.guard("sync"):
-                finish(transfer.host.numpy().astype(np.float64))
+                finish(host)
 
     def _take_rows(self, steps: list[int], raw: np.ndarray, layouts: list[_Layout]) -> None:
         if np.isfinite(raw).all() or self.monitor.has_live_finding("nan-origin"):
