@@ -60,6 +60,7 @@ class Scenario:
     weight_decay: float = 0.0  # L2 penalty (Keras) / SGD-Adam weight_decay (PyTorch)
     loss: str = "ce"  # "ce" | "log-of-zero" | "clipped"
     zero_output: bool = False  # output layer starts at exactly zero
+    hidden_bias: float | None = None  # hidden layers' bias starts here (very negative: dead)
     standardize: bool = True
     spike_step: int | None = None  # PyTorch: corrupt this one training batch
     spike_scale: float = 30.0
@@ -93,6 +94,9 @@ _COMMON: dict[str, Scenario] = {
     # Validation labels encoded one class off from training's: the model learns, and
     # validation never improves on its first epoch.
     "split-mismatch": Scenario(hidden=(64,), lr=1e-3, epochs=15, val_label_shift=1),
+    # Every hidden ReLU starts switched off (bias -20): the output is the same for
+    # every input, so the model can learn the class prior and nothing else.
+    "dead-network": Scenario(hidden=(64,), lr=1e-3, epochs=15, hidden_bias=-20.0),
     # Learning rate 0 and a zero output layer: uniform softmax, loss exactly ln(10).
     "constant": Scenario(hidden=(64,), optimizer="sgd", lr=0.0, epochs=10, zero_output=True),
     # A huge step saturates the softmax; clipped samples send back no gradient: frozen.
@@ -113,6 +117,7 @@ KERAS_SCENARIOS: tuple[str, ...] = (
     "plateau",
     "data-problem",
     "split-mismatch",
+    "dead-network",
     "constant",
     "softmax-overflow",
 )
@@ -203,7 +208,9 @@ def run_keras_scenario(name: str, out_dir: Path) -> Path:
     reg = keras.regularizers.L2(sc.weight_decay) if sc.weight_decay else None
     layers: list[Any] = [keras.Input(shape=(64,))]
     for width in sc.hidden:
-        layers.append(keras.layers.Dense(width, activation=sc.activation, kernel_regularizer=reg))
+        bias = "zeros" if sc.hidden_bias is None else keras.initializers.Constant(sc.hidden_bias)
+        layers.append(keras.layers.Dense(width, activation=sc.activation, kernel_regularizer=reg,
+                                         bias_initializer=bias))
     out_init = "zeros" if sc.zero_output else "glorot_uniform"
     # Hand-written losses take probabilities, as the classic buggy code does.
     out_act = "softmax" if sc.loss != "ce" else None
@@ -338,7 +345,10 @@ def run_torch_scenario(name: str, out_dir: Path) -> Path:
         width_in = 64
         act: Callable[[], nn.Module] = nn.ReLU if sc.activation == "relu" else nn.Tanh
         for width in sc.hidden:
-            mods += [nn.Linear(width_in, width), act()]
+            hidden = nn.Linear(width_in, width)
+            if sc.hidden_bias is not None:
+                nn.init.constant_(hidden.bias, sc.hidden_bias)
+            mods += [hidden, act()]
             width_in = width
         head = nn.Linear(width_in, 10)
         if sc.zero_output:

@@ -172,6 +172,10 @@ def test_every_wild_log_is_read_and_diagnosed(capsys):
     # 2.313; then up to 4.63) and validation accuracy stays at 10-15% while training
     # accuracy climbs to 78%: nothing learned carries over to validation.
     assert by_name["w16.csv"]["regime"] == "data-problem"
+    # Accuracy 1/26 = 3.8% on validation throughout, at most 7.7% on training, and a
+    # first validation loss of 3.2666 (ln 26 = 3.2581): 26 classes, never learned.
+    [plateau] = [f for f in by_name["w20.csv"]["findings"] if f["code"] == "plateau"]
+    assert plateau["evidence"]["chance_classes"] == 26
 
 
 def test_verify_catches_a_flipped_data_byte(tmp_path: Path):

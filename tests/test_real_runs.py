@@ -27,6 +27,7 @@ EXPECTED: dict[str, tuple[set[str], set[str], set[str]]] = {
     "plateau": ({"plateau"}, {"plateau"}, set()),
     "data-problem": ({"data-problem"}, {"data-problem"}, set()),
     "split-mismatch": ({"data-problem"}, {"data-problem"}, set()),
+    "dead-network": ({"plateau"}, {"plateau"}, set()),
     "constant": ({"plateau"}, {"constant-loss"}, set()),
     "softmax-overflow": ({"plateau"}, {"softmax-overflow"}, set()),
     "loss-spike": ({"still-learning", "converged"}, {"loss-spike"}, set()),
@@ -110,6 +111,22 @@ def test_softmax_overflow_constants(keras_runs: dict[str, Path], torch_runs: dic
         finding = next(f for f in d.findings if f.code == "softmax-overflow")
         assert finding.evidence["saturation_constant"] == pytest.approx(constant, abs=1e-3)
         assert 0.0 < float(finding.evidence["saturated_fraction"]) <= 1.0
+
+
+@pytest.mark.slow
+def test_a_dead_network_never_learned_and_a_bottleneck_did(keras_runs: dict[str, Path],
+                                                         torch_runs: dict[str, Path]):
+    # Both plateau; only the dead network (every ReLU off) stayed at chance, and only
+    # there is the step size not the advice.
+    for runs in (keras_runs, torch_runs):
+        for source in ("tensorboard", "csv"):
+            dead = diagnosed(sources_of(runs["dead-network"])[source])
+            [finding] = [f for f in dead.findings if f.code == "plateau"]
+            assert finding.evidence["chance_classes"] == 10
+            assert "overfit a handful of samples" in finding.fixes[0]
+            narrow = diagnosed(sources_of(runs["plateau"])[source])
+            [finding] = [f for f in narrow.findings if f.code == "plateau"]
+            assert "chance_classes" not in finding.evidence
 
 
 @pytest.mark.slow

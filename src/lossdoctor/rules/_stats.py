@@ -196,3 +196,12 @@ def rolling_median(values: np.ndarray, window: int) -> np.ndarray:
     padded = np.pad(values, half, mode="edge")
     view = np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1)
     return np.asarray(np.median(view, axis=1)[:n], dtype=np.float64)
+
+
+def accuracy_fractions(series: Series) -> np.ndarray:
+    """An accuracy series' finite values as fractions: a log whose values go above
+    1.5 is in percent."""
+    finite: np.ndarray = series.values[np.isfinite(series.values)]
+    if finite.size and float(np.max(finite)) > 1.5:
+        return np.asarray(finite / 100.0)
+    return finite

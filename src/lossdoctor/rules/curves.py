@@ -7,7 +7,15 @@ import numpy as np
 
 from lossdoctor.findings import Finding, make_finding
 from lossdoctor.rules._lr import fixes_with_lr
-from lossdoctor.rules._stats import Binned, binned, curve_scale, late_window, mad_sigma, trend
+from lossdoctor.rules._stats import (
+    Binned,
+    accuracy_fractions,
+    binned,
+    curve_scale,
+    late_window,
+    mad_sigma,
+    trend,
+)
 from lossdoctor.rules._where import locate
 from lossdoctor.run import TRAIN_ACC, TRAIN_LOSS, VAL_ACC, Run, Series
 
@@ -115,10 +123,8 @@ def _accurate(run: Run) -> bool:
         series = run.get(key)
         if series is None:
             continue
-        finite = series.values[np.isfinite(series.values)]
-        if finite.size and float(np.median(finite[-3:])) >= GOOD_ACCURACY * (
-            100.0 if float(np.max(finite)) > 1.5 else 1.0
-        ):
+        finite = accuracy_fractions(series)
+        if finite.size and float(np.median(finite[-3:])) >= GOOD_ACCURACY:
             return True
     return False
 

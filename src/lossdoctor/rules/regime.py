@@ -8,8 +8,20 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lossdoctor.findings import Finding, make_finding
+from lossdoctor.rules._chance import EXPLANATION as CHANCE_EXPLANATION
+from lossdoctor.rules._chance import fixes as chance_fixes
+from lossdoctor.rules._chance import never_learned
+from lossdoctor.rules._chance import title as chance_title
 from lossdoctor.rules._lr import fixes_with_lr
-from lossdoctor.rules._stats import Binned, Trend, binned, curve_scale, late_window, trend
+from lossdoctor.rules._stats import (
+    Binned,
+    Trend,
+    accuracy_fractions,
+    binned,
+    curve_scale,
+    late_window,
+    trend,
+)
 from lossdoctor.rules._where import locate
 from lossdoctor.run import TRAIN_ACC, TRAIN_LOSS, TRAIN_LOSS_STEP, VAL_ACC, VAL_LOSS, Run, Series
 
@@ -39,7 +51,7 @@ def _last_accuracy(run: Run, key: str) -> float | None:
     series = run.get(key)
     if series is None:
         return None
-    finite = series.values[np.isfinite(series.values)]
+    finite = accuracy_fractions(series)
     if finite.size == 0:
         return None
     tail = finite[-max(1, min(3, finite.size)) :]
@@ -172,6 +184,19 @@ def assess_regime(run: Run) -> RegimeVerdict:
         return RegimeVerdict("converged", evidence=evidence)
     start = _plateau_start(tb, t_trend)
     step, epoch = locate(train, int(tb.index[start]))
+    at_chance = never_learned(run)
+    if at_chance is not None:  # stuck at chance: not a step-size or capacity floor
+        evidence.update(chance_classes=at_chance.classes,
+                        best_accuracy=round(at_chance.best_accuracy, 4))
+        return RegimeVerdict(
+            "plateau",
+            make_finding(
+                "plateau", step=step, epoch=epoch, evidence=evidence,
+                title=chance_title(at_chance), explanation=CHANCE_EXPLANATION,
+                fixes=chance_fixes(run, evidence),
+            ),
+            evidence,
+        )
     return RegimeVerdict(
         "plateau",
         make_finding(
@@ -229,7 +254,7 @@ def _validation_never_moved(run: Run, tb: Binned, vb: Binned,
     val_acc, train_acc = run.get(VAL_ACC), _last_accuracy(run, TRAIN_ACC)
     if val_acc is None or train_acc is None or tb.y[0] <= 0 or vb.y[0] <= 0:
         return None
-    acc = val_acc.values[np.isfinite(val_acc.values)]
+    acc = accuracy_fractions(val_acc)
     if acc.size < MIN_POINTS:
         return None
     train_first, train_last = float(tb.y[0]), float(np.median(tb.y[late_window(tb)]))

@@ -1,0 +1,110 @@
+"""A plateau at chance level: the run never learned anything about its inputs, which
+calls for other fixes than a plateau above chance (where the step size or the
+capacity sets the floor)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from lossdoctor.rules._lr import lr_summary
+from lossdoctor.rules._stats import accuracy_fractions
+from lossdoctor.run import TRAIN_ACC, TRAIN_LOSS, VAL_ACC, VAL_LOSS, Run
+
+# The first loss must be ln C within this relative tolerance: a uniform guess over C
+# classes (neighbouring ln C are more than 2% apart up to C = 50 or so, and a real
+# first epoch sits a little above or below).
+CHANCE_LOSS_RTOL = 0.02
+MAX_CLASSES = 1000
+# "Never above chance": no logged accuracy rose by more than this share of the way
+# from chance to 100% (for 10 classes, above 19%) ...
+CHANCE_MARGIN = 0.1
+# ... and no logged loss fell more than this share below ln C (learning the class
+# frequencies alone lowers it a little when they are uneven).
+CHANCE_LOSS_FLOOR = 0.05
+
+
+@dataclass(frozen=True)
+class ChanceLevel:
+    classes: int
+    best_accuracy: float
+
+    @property
+    def chance(self) -> float:
+        return 1.0 / self.classes
+
+
+def never_learned(run: Run) -> ChanceLevel | None:
+    """C and the best accuracy when the run stayed at chance: its first validation (or
+    else training) loss is ln C for the nearest whole C (a uniform guess over C
+    classes) and no loss it logged fell more than `CHANCE_LOSS_FLOOR` below that, the
+    typical accuracy is at least half of 1/C (the chance level fits the accuracies: a
+    loss can sit near ln C for some C by coincidence), and no accuracy it logged,
+    training or validation, rose above chance by more than `CHANCE_MARGIN` of the way
+    to 100%. None without accuracies."""
+    accuracies = [a for key in (VAL_ACC, TRAIN_ACC)
+                  if (s := run.get(key)) is not None and (a := accuracy_fractions(s)).size]
+    if not accuracies:
+        return None
+    best = max(float(a.max()) for a in accuracies)
+    typical = float(np.median(accuracies[0]))  # validation's, when logged
+    losses = [v[np.isfinite(v)] for key in (VAL_LOSS, TRAIN_LOSS)
+              if (s := run.get(key)) is not None and np.isfinite(v := s.values).any()]
+    if not losses:
+        return None
+    lowest = min(float(v.min()) for v in losses)
+    for first in (float(v[0]) for v in losses):
+        c = round(math.exp(first)) if 0.5 < first <= 1.02 * math.log(MAX_CLASSES) else 0
+        if c < 2:
+            continue
+        uniform, chance = math.log(c), 1.0 / c
+        if (abs(uniform - first) <= CHANCE_LOSS_RTOL * uniform
+                and lowest >= (1.0 - CHANCE_LOSS_FLOOR) * uniform
+                and typical >= 0.5 * chance
+                and best <= chance + CHANCE_MARGIN * (1.0 - chance)):
+            return ChanceLevel(c, best)
+    return None
+
+
+def title(level: ChanceLevel) -> str:
+    return (f"The run never learned: accuracy stayed at chance (best {level.best_accuracy:.1%}"
+            f" against {level.chance:.1%} for {level.classes} classes) and the loss "
+            f"started at ln {level.classes} = {math.log(level.classes):.4g}, a uniform guess")
+
+
+EXPLANATION = (
+    "The outputs carry no information about the inputs: the model starts as a uniform "
+    "guess over the classes and learns at most how common each class is. A step size "
+    "or a schedule rarely causes this; something between the inputs, the labels and "
+    "the loss is broken, or the network passes no signal forward or back."
+)
+
+FIXES = (
+    "Check that the model can overfit a handful of samples (`lossdoctor check`, or train "
+    "on 10 samples until the loss is near 0): if it cannot, the model or the loss is at "
+    "fault, not the data or the schedule.",
+    "Check that inputs and labels still line up after loading, shuffling and "
+    "augmentation, and that the label format fits the loss (integer labels with a "
+    "sparse loss, one-hot labels with a categorical one).",
+    "Check that the output layer and the loss agree: raw logits with from_logits=True "
+    "(or torch's CrossEntropyLoss), probabilities with from_logits=False; one softmax, "
+    "not two.",
+    "Look for a network that passes no signal: ReLUs all switched off (a very negative "
+    "bias, a huge early step), saturated sigmoid/tanh units, inputs far from unit "
+    "scale, layers left frozen (trainable=False, requires_grad=False); the live "
+    "doctor's dead-units and saturated-activations findings name the layer.",
+)
+
+
+def fixes(run: Run, evidence: dict[str, float | int | str]) -> Sequence[str]:
+    summary = lr_summary(run)
+    if summary is None:
+        return FIXES
+    first, last, constant = summary
+    evidence.update(lr_first=first, lr_last=last)
+    rate = f"{first:.3g}" if constant else f"{first:.3g} -> {last:.3g}"
+    return (*FIXES, f"If all of that holds, the learning rate ({rate}) may be too small to "
+            "move the weights off their start: try it 3-10x higher for a few epochs.")
