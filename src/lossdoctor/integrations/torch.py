@@ -70,7 +70,8 @@ class _Transfer:
         if t.device.type == "cuda":
             self.host = t.to("cpu", non_blocking=True)
             self.event = torch.cuda.Event()  # type: ignore[no-untyped-call]
-            self.event.record()
+            # On the stream the copy went to: the tensor's GPU, not the current one.
+            self.event.record(torch.cuda.current_stream(t.device))
         else:
             self.host = t.cpu()
 
