@@ -44,6 +44,23 @@ def _digits_cnn() -> tuple[Any, Any]:
     return model, torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
 
 
+def digits_epoch(model: Any, opt: Any, xt: Any, yt: Any, perm: Any, doc: Any) -> None:
+    """One epoch of batches of 32 in `perm`'s order; `doc` (or None) logs each step and
+    the epoch."""
+    import torch
+
+    for i in range(0, len(xt) - 31, 32):
+        idx = perm[i:i + 32]
+        loss = torch.nn.functional.cross_entropy(model(xt[idx]), yt[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if doc is not None:
+            doc.log(loss=loss)
+    if doc is not None:
+        doc.log_epoch()
+
+
 def torch_trial(epochs: int, run_dir: Path, every_step: bool = False, control: bool = False,
                 swap: bool = False
                 ) -> tuple[list[float], list[float], list[float], list[float], float | None]:
@@ -74,16 +91,7 @@ def torch_trial(epochs: int, run_dir: Path, every_step: bool = False, control: b
 
     def epoch(model: Any, opt: Any, perm: Any, with_doctor: bool) -> tuple[float, float]:
         wall, cpu = time.perf_counter(), time.thread_time()
-        for i in range(0, len(xt) - 31, 32):
-            idx = perm[i:i + 32]
-            loss = torch.nn.functional.cross_entropy(model(xt[idx]), yt[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if with_doctor and doc is not None:
-                doc.log(loss=loss)
-        if with_doctor and doc is not None:
-            doc.log_epoch()
+        digits_epoch(model, opt, xt, yt, perm, doc if with_doctor else None)
         return time.perf_counter() - wall, time.thread_time() - cpu
 
     base_wall, base_cpu, live_wall, live_cpu = [], [], [], []
@@ -279,16 +287,7 @@ def same_model_trial(epochs: int, run_dir: Path, control: bool, seed: int,
             set_attached(doc, opt, active)
             attached = active
         start = time.perf_counter()
-        for i in range(0, len(xt) - 31, 32):
-            idx = perm[i:i + 32]
-            loss = torch.nn.functional.cross_entropy(model(xt[idx]), yt[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if active:
-                doc.log(loss=loss)
-        if active:
-            doc.log_epoch()
+        digits_epoch(model, opt, xt, yt, perm, doc if active else None)
         took = time.perf_counter() - start
         if w:
             watched += took

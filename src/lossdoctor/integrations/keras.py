@@ -54,7 +54,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import keras
@@ -64,6 +64,7 @@ from lossdoctor.diagnosis import Diagnosis
 from lossdoctor.findings import Finding
 from lossdoctor.live.budget import OverheadBudget, ReadingPlan
 from lossdoctor.live.monitor import HISTOGRAM_BINS, LiveMonitor, StopTraining
+from lossdoctor.live.pacing import CHECK_INTERVAL_S, FLUSH_INTERVAL_S, Pacer
 from lossdoctor.live.schedule import Schedule
 
 ACTIVATIONS = {
@@ -73,10 +74,18 @@ ACTIVATIONS = {
 }
 STATS = ("act_mean", "act_std", "dead_fraction", "saturated_fraction", "nan_count")
 SATURATION = 0.99  # sigmoid outside [0.01, 0.99], |tanh| above 0.99
-CHECK_INTERVAL_S = 10.0  # full diagnosis (new findings printed) at most this often
-FLUSH_INTERVAL_S = 2.0  # event-file writes at most this often (and at each epoch end)
 PROBE_SIZE = 64
 HISTOGRAM_ROW = 2 + HISTOGRAM_BINS  # start, width, counts
+
+
+def by_layer(items: Sequence[Any], var_layer: Sequence[int], n_layers: int) -> list[list[Any]]:
+    """`items` (one per variable) grouped by the layer each variable belongs to (for the
+    backends' per-layer histograms)."""
+    grouped: list[list[Any]] = [[] for _ in range(n_layers)]
+    for item, j in zip(items, var_layer, strict=True):
+        grouped[j].append(item)
+    return grouped
+
 
 __all__ = ["Doctor", "StopTraining"]
 
@@ -208,7 +217,8 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         (Keras ends the fit after the step) and `should_stop` becomes True.
     verbose: print one line per new finding to stderr.
     check_interval_s / flush_interval_s: as for `lossdoctor.torch.Doctor` (event-file
-        writes at most every `flush_interval_s`, checked at each step and epoch end).
+        writes at most every `flush_interval_s`, checked at each step and epoch end;
+        both further apart when one takes more than 0.5% of the time).
 
     One `fit` per Doctor: the run is closed at the end of training.
     """
@@ -254,8 +264,6 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         self._worked = False  # the previous step did some
         self._edge = False  # an epoch ended since the last batch end
         self.probe = None if probe is None else (probe[0][:probe_size], probe[1][:probe_size])
-        self.check_interval_s = check_interval_s
-        self.flush_interval_s = flush_interval_s
         self.hparams = dict(hparams or {})
         self.on_finding = on_finding
         self.stop_on_critical = stop_on_critical
@@ -276,8 +284,7 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         self._snapped: int | None = None  # the step whose pre-step weights are held
         self._probe_fn: Callable[[bool], Any] | None = None
         self._weight_hist_fn: Callable[[], Any] | None = None
-        self._last_check = time.monotonic()
-        self._last_flush = time.monotonic()
+        self._writes, self._checks = Pacer(flush_interval_s), Pacer(check_interval_s)
         # Filled at on_train_begin.
         self._backend: Any = None  # the module computing the readings (keras_tf)
         self._vars: list[Any] = []
@@ -512,11 +519,10 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
             self._record_lr(step)  # at readings only: reading a variable costs ~0.5 ms
         self._batch_in_epoch += 1
         self._step = step + 1
-        now = time.monotonic()
-        if now - self._last_flush >= self.flush_interval_s:
-            self._flush()
-        if now - self._last_check >= self.check_interval_s:
-            self._check()
+        if self._writes.due():
+            self._writes.run(self._flush)
+        if self._checks.due():
+            self._checks.run(self._check)
 
     def _bad_loss(self, step: int) -> None:
         mon = self.monitor
@@ -570,13 +576,13 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
             mon.scalar("epoch", float(self._epoch), step)
         self._record_lr(step)
         # Written with the next timed flush: short epochs would pay a write each.
-        if time.monotonic() - self._last_flush >= self.flush_interval_s:
-            self._flush()
+        if self._writes.due():
+            self._writes.run(self._flush)
         self._edge = True  # the next step's time holds validation: not the Doctor's
         self._epoch_loss_sum, self._epoch_loss_n = 0.0, 0
         self._epoch += 1
-        if time.monotonic() - self._last_check >= self.check_interval_s:
-            self._check()
+        if self._checks.due():
+            self._checks.run(self._check)
         self._maybe_stop()
 
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
@@ -589,7 +595,7 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
 
     def flush(self) -> None:
         """Write everything recorded so far to disk now."""
-        self._flush()
+        self._writes.run(self._flush)
 
     def report(self) -> Diagnosis:
         """The diagnosis of everything recorded so far (what `lossdoctor diagnose
@@ -673,14 +679,12 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         if self.monitor is None:
             return
         self._drain()
-        self._last_flush = time.monotonic()
         self.monitor.flush()
 
     def _check(self) -> None:
         if self.monitor is None:
             return
         self._drain()
-        self._last_check = time.monotonic()
         self.monitor.check()
 
     def _drain(self) -> None:

@@ -19,7 +19,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from lossdoctor.integrations.keras import SATURATION
+from lossdoctor.integrations.keras import SATURATION, by_layer
 from lossdoctor.live.monitor import HISTOGRAM_BINS
 
 
@@ -117,13 +117,6 @@ def histogram_row(tensors: Sequence[Any]) -> Any:
     return ops.concatenate([ops.stack([lo, width]), ops.cast(counts, "float32")])
 
 
-def _by_layer(items: Sequence[Any], var_layer: Sequence[int], n_layers: int) -> list[list[Any]]:
-    grouped: list[list[Any]] = [[] for _ in range(n_layers)]
-    for item, j in zip(items, var_layer, strict=True):
-        grouped[j].append(item)
-    return grouped
-
-
 class WeightReader:
     """Weight and update norms of sampled steps: `snapshot()` copies the weights (on
     the device; memory: one model's weights, held only while a step is read), `read`
@@ -158,7 +151,7 @@ def weight_histograms(variables: Sequence[Any], var_layer: Sequence[int],
         with _no_grad():
             values = [ops.stop_gradient(_value(v)) for v in variables]
             return _to_host([histogram_row(ws)
-                             for ws in _by_layer(values, var_layer, n_layers)])
+                             for ws in by_layer(values, var_layer, n_layers)])
 
     return fn
 
@@ -215,10 +208,10 @@ class Probe:
 
     def _histograms(self, weights: list[Any], grads: list[Any], acts: list[Any]) -> list[Any]:
         """Weights per layer, gradients per layer, then each probed output."""
-        rows = [histogram_row(ws) for ws in _by_layer(weights, self._var_layer, self._n_layers)]
+        rows = [histogram_row(ws) for ws in by_layer(weights, self._var_layer, self._n_layers)]
         absent = ops.concatenate([ops.stack([math.inf, 1.0]), ops.zeros((HISTOGRAM_BINS,))])
         rows += [histogram_row(gs) if self.gradients else absent
-                 for gs in _by_layer(grads, self._var_layer, self._n_layers)]
+                 for gs in by_layer(grads, self._var_layer, self._n_layers)]
         return rows + [histogram_row([a]) for a in acts]
 
     def __call__(self, with_histograms: bool) -> np.ndarray:

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lossdoctor.integrations.keras import SATURATION
+from lossdoctor.integrations.keras import SATURATION, by_layer
 from lossdoctor.live.monitor import HISTOGRAM_BINS
 
 
@@ -92,13 +92,6 @@ def histogram_rows(groups: Sequence[Sequence[Any]]) -> tf.Tensor:
                       tf.cast(tf.reshape(counts, [n, bins]), tf.float32)], axis=1)
 
 
-def _by_layer(items: Sequence[Any], var_layer: Sequence[int], n_layers: int) -> list[list[Any]]:
-    grouped: list[list[Any]] = [[] for _ in range(n_layers)]
-    for item, j in zip(items, var_layer, strict=True):
-        grouped[j].append(item)
-    return grouped
-
-
 class WeightReader:
     """Weight and update norms of sampled steps from one traced function over a
     snapshot held in variables (no arguments to convert, one trace, one call per sampled
@@ -148,7 +141,7 @@ def weight_histograms(variables: Sequence[Any], var_layer: Sequence[int],
 
     @tf.function(autograph=False)  # type: ignore[untyped-decorator]
     def fn() -> tf.Tensor:
-        return tf.reshape(histogram_rows(_by_layer(values, var_layer, n_layers)), [-1])
+        return tf.reshape(histogram_rows(by_layer(values, var_layer, n_layers)), [-1])
 
     return fn  # type: ignore[no-any-return]
 
@@ -207,8 +200,8 @@ class Probe:
             def histogram_branch() -> tf.Tensor:
                 dense = [tf.convert_to_tensor(g) for g in grads]  # IndexedSlices too
                 # One call per kind: the concatenation binned at once is one kind's size.
-                by_kind = [_by_layer([_value(v) for v in variables], var_layer, n_layers),
-                           _by_layer(dense, var_layer, n_layers), [[a] for a in acts]]
+                by_kind = [by_layer([_value(v) for v in variables], var_layer, n_layers),
+                           by_layer(dense, var_layer, n_layers), [[a] for a in acts]]
                 rows = [tf.reshape(histogram_rows(groups), [-1]) for groups in by_kind
                         if groups]
                 return tf.concat(rows, axis=0) if rows else tf.zeros([0])

@@ -33,6 +33,7 @@ from lossdoctor.diagnosis import Diagnosis
 from lossdoctor.findings import Finding
 from lossdoctor.live.budget import OverheadBudget, ReadingPlan
 from lossdoctor.live.monitor import HISTOGRAM_BINS, LiveMonitor, StopTraining
+from lossdoctor.live.pacing import CHECK_INTERVAL_S, FLUSH_INTERVAL_S, Pacer
 from lossdoctor.live.schedule import Schedule
 
 ACTIVATIONS = {
@@ -42,11 +43,6 @@ ACTIVATIONS = {
 }
 STATS = ("act_mean", "act_std", "dead_fraction", "saturated_fraction", "nan_count")
 SATURATION = 0.99  # sigmoid outside [0.01, 0.99], |tanh| above 0.99
-CHECK_INTERVAL_S = 10.0  # full diagnosis (new findings printed) at most this often
-FLUSH_INTERVAL_S = 2.0  # event-file writes at most this often
-# ... and each at most this share of the time since the last (a write or a diagnosis
-# of a large model's series took 20-50 ms of host time on a GPU machine)
-HOST_WORK_SHARE = 0.005
 
 __all__ = ["Doctor", "StopTraining"]
 
@@ -185,7 +181,7 @@ class Doctor:
     flush_interval_s: write to the event file at most this often (checked at every
         read-back and epoch end; and at `flush()` and `close()`): what a `kill -9` can
         lose. Both intervals grow when one diagnosis or write takes more than 0.5% of
-        them (`HOST_WORK_SHARE`).
+        them (`lossdoctor.live.pacing`).
     hparams: extra hyperparameters to store in run.json.
     histogram_every: per-layer weight, gradient and activation histograms
         (`layer/<name>/weight_hist`, `grad_hist`, `act_hist`: 30 equal bins over the
@@ -325,11 +321,7 @@ class Doctor:
         self._epoch_loss_sum = 0.0
         self._epoch_loss_n = 0
         self._first_bad_loss: int | None = None
-        self._last_check = time.monotonic()
-        self._last_flush = time.monotonic()
-        self.check_interval_s = check_interval_s
-        self.flush_interval_s = flush_interval_s
-        self._check_every, self._flush_every = check_interval_s, flush_interval_s
+        self._writes, self._checks = Pacer(flush_interval_s), Pacer(check_interval_s)
         self._handles: list[Any] = []
         # Forward hooks exist only during sampled steps: a module with any hook leaves
         # PyTorch's fast call path, which costs on every step.
@@ -602,9 +594,7 @@ class Doctor:
     def flush(self) -> None:
         """Read back what is on the device and write everything to disk now."""
         self._sync(wait=True)
-        self._drain()
-        self._last_flush = time.monotonic()
-        self.monitor.flush()
+        self._writes.run(self._write)
 
     @property
     def should_stop(self) -> bool:
@@ -641,9 +631,12 @@ class Doctor:
         self.close()
 
     # --- reading back -------------------------------------------------------------------
+    def _write(self) -> None:
+        self._drain()
+        self.monitor.flush()
+
     def _check(self) -> None:
         self._drain()
-        self._last_check = time.monotonic()
         self.monitor.check()
 
     def _sync(self, wait: bool = False, then: Callable[[], None] | None = None) -> None:
@@ -680,20 +673,10 @@ class Doctor:
         if then is not None:
             self._transfers.append((None, lambda _: then()))
         self._receive(wait)
-        # Timed writes and diagnoses, further apart when one takes more than its share
-        # of the time (a large model's many series).
-        now = time.monotonic()
-        if now - self._last_flush >= self._flush_every:
-            self._last_flush = now
-            self._drain()
-            self.monitor.flush()
-            self._flush_every = max(self.flush_interval_s,
-                                    (time.monotonic() - now) / HOST_WORK_SHARE)
-        if now - self._last_check >= self._check_every:
-            self._drain()
-            self._check()
-            self._check_every = max(self.check_interval_s,
-                                    (time.monotonic() - now) / HOST_WORK_SHARE)
+        if self._writes.due():
+            self._writes.run(self._write)
+        if self._checks.due():
+            self._checks.run(self._check)
 
     def _receive(self, wait: bool) -> None:
         """Finish the transfers that have arrived, in order (all of them with `wait`;
