@@ -247,15 +247,7 @@ def watched_in_turn(epoch: int) -> bool:
 def set_attached(doc: Any, opt: Any, on: bool) -> None:
     """Attach or detach a PyTorch Doctor's hooks (through its internals), so one model
     can be trained with and without it in turns."""
-    if on:
-        doc._handles = [opt.register_step_pre_hook(doc._pre_step),
-                        opt.register_step_post_hook(doc._post_step)]
-        doc._plan(doc._opt_step)
-    else:
-        for h in doc._handles:
-            h.remove()
-        doc._handles = []
-        doc._set_forward_hooks(False)
+    doc._hook_optimizer(on)
 
 
 def same_model_trial(epochs: int, run_dir: Path, control: bool, seed: int,

@@ -110,3 +110,18 @@ def test_doctor_stretches_readings_on_a_fast_model_only(tmp_path: Path) -> None:
     assert slow["steps"][:4] == dense and np.diff(slow["steps"]).max() <= 20
     fixed = _train(tmp_path / "fixed", 400, 0.0, max_overhead=None)
     assert fixed["steps"] == dense + list(range(20, 400, 10))
+
+
+def test_next_due_finds_the_first_reading_from_a_step() -> None:
+    from lossdoctor.live.budget import ReadingPlan
+    from lossdoctor.live.schedule import Schedule
+
+    plan = ReadingPlan(Schedule(every=10, dense_steps=20, dense_every=5),
+                       OverheadBudget(None, every=10))
+    due = [s for s in range(60) if plan.due(s)]
+    assert due == [0, 5, 10, 15, *range(20, 60)]  # nothing taken yet: all due
+    assert [plan.next_due(s) for s in (0, 1, 5, 16, 19, 20, 33)] == [0, 5, 5, 20, 20, 20, 33]
+    plan.taken(20)  # the next reading one period (10) on
+    assert [plan.next_due(s) for s in (21, 29, 30, 31)] == [30, 30, 30, 31]
+    assert all(plan.next_due(s) == min(t for t in range(s, 99) if plan.due(t))
+               for s in range(21, 40))

@@ -246,3 +246,48 @@ def test_failing_read_back_is_one_finding_and_training_completes(tmp_path, monke
     errors = [f for f in doc.report().findings if f.code == "monitor-error"]
     assert len(errors) == 1 and errors[0].evidence["signal"] == "sync"
     assert read_run_json(tmp_path / "r")["status"] == "closed"
+
+
+def test_hooks_are_attached_only_on_steps_that_read(tmp_path):
+    # A plain step keeps only the post-step counter; the pre-step hook is there on
+    # steps that read, forward hooks on steps that read activations.
+    torch.manual_seed(0)
+    m = dt.mlp()
+    opt = torch.optim.SGD(m.parameters(), lr=0.05)
+    doc = dt.Doctor(m, opt, tmp_path / "r", verbose=False, dense_steps=0, every=4,
+                    max_overhead=None, histogram_every=0, activation_every=2)
+    x, y = dt.digits()
+    seen = []
+    for i in range(12):
+        seen.append((len(opt._optimizer_step_pre_hooks), len(opt._optimizer_step_post_hooks),
+                     sum(len(mod._forward_hooks) for mod in m.modules())))
+        loss = torch.nn.functional.cross_entropy(m(x[i:i + 8]), y[i:i + 8])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        doc.log(loss=loss)
+    doc.close()
+    hooked = len(doc._hooked)
+    reading = [(1, 1, hooked), (1, 1, 0)]  # activations every other reading
+    assert seen == [reading[0], *[(0, 1, 0)] * 3, reading[1], *[(0, 1, 0)] * 3,
+                    reading[0], *[(0, 1, 0)] * 3]
+    assert (len(opt._optimizer_step_pre_hooks), len(opt._optimizer_step_post_hooks)) == (0, 0)
+    rows = read_run_dir(tmp_path / "r").series
+    assert list(rows[f"layer/{doc._param_layers[0]}/update_norm"].steps) == [0, 4, 8]
+
+
+def test_losses_of_any_dtype_or_kind_are_read_back_in_order(tmp_path):
+    doc = dt.Doctor(dt.mlp(), torch.optim.SGD(dt.mlp().parameters(), lr=0.1),
+                    tmp_path / "r", verbose=False)
+    logged = [torch.tensor(2.5), torch.tensor(1.5, dtype=torch.bfloat16), 0.75,
+              torch.tensor([0.5]), torch.tensor(0.25, dtype=torch.float64)]
+    for v in logged:
+        doc.log(loss=v)
+    doc.log(loss=torch.tensor([1.0, 2.0]))  # not one value: one monitor-error
+    doc.log(loss=torch.tensor(0.125))
+    doc.close()
+    series = read_run_dir(tmp_path / "r").series["train/loss"]  # no epochs: the steps'
+    assert list(series.steps) == [0, 1, 2, 3, 4, 6]
+    assert list(series.values) == [2.5, 1.5, 0.75, 0.5, 0.25, 0.125]
+    errors = [f for f in doc.report().findings if f.code == "monitor-error"]
+    assert [f.evidence["signal"] for f in errors] == ["log"]

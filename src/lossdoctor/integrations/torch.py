@@ -313,7 +313,7 @@ class Doctor:
         # Sampled steps waiting on the device: (step, all values as one tensor, layout).
         self._rows: list[tuple[int, torch.Tensor, _Layout]] = []
         self._losses: list[tuple[int, torch.Tensor | float]] = []
-        self._host_losses: list[tuple[int, float]] = []
+        self._host_losses: list[tuple[list[int], np.ndarray]] = []  # read-back chunks
         # Read-back rows in step order: (steps, raw values, their layouts), or (steps,
         # finished table, None) for rows finished at once (see `_sync`).
         self._host_rows: list[tuple[list[int], np.ndarray, list[_Layout] | None]] = []
@@ -322,19 +322,41 @@ class Doctor:
         self._epoch_loss_n = 0
         self._first_bad_loss: int | None = None
         self._writes, self._checks = Pacer(flush_interval_s), Pacer(check_interval_s)
-        self._handles: list[Any] = []
-        # Forward hooks exist only during sampled steps: a module with any hook leaves
-        # PyTorch's fast call path, which costs on every step.
+        # Only the post-step hook stays on every step (it counts them); the pre-step
+        # and forward hooks are there only on steps that read, since each costs on
+        # every step it is there (a module with any hook leaves PyTorch's fast call
+        # path; a hook call right after the step's kernels costs microseconds).
+        self._post_handle: Any = None
+        self._pre_handle: Any = None
         self._fwd_handles: list[Any] = []
         self._hook_fns: list[Callable[..., None]] = []
-        self._plan(0)
-        self._handles.append(optimizer.register_step_pre_hook(self._pre_step))
-        self._handles.append(optimizer.register_step_post_hook(self._post_step))
+        self._reads = False  # the coming step reads something (set by `_plan`)
+        self._next_event = 0  # the first optimizer step from which one may read
+        self._hook_optimizer(True)
 
 
     # --- hooks (each guarded: a failure is one monitor-error, never a crash) -------------
     # Plain try/except rather than `monitor.guard`: a context manager costs microseconds
     # per call, and these run once per layer per sampled step.
+    def _hook_optimizer(self, on: bool) -> None:
+        """Attach the hooks (and plan the coming step) or take them all off."""
+        if on and self._post_handle is None:
+            self._post_handle = self.optimizer.register_step_post_hook(self._post_step)
+            self._plan(self._opt_step)
+        elif not on:
+            if self._post_handle is not None:
+                self._post_handle.remove()
+                self._post_handle = None
+            self._set_pre_hook(False)
+            self._set_forward_hooks(False)
+
+    def _set_pre_hook(self, on: bool) -> None:
+        if on and self._pre_handle is None:
+            self._pre_handle = self.optimizer.register_step_pre_hook(self._pre_step)
+        elif not on and self._pre_handle is not None:
+            self._pre_handle.remove()
+            self._pre_handle = None
+
     def _set_forward_hooks(self, on: bool) -> None:
         if on and not self._fwd_handles:
             with self.monitor.guard("hooks"):
@@ -417,8 +439,8 @@ class Doctor:
         self._transfers.append((_Transfer(binned), finish))
 
     def _pre_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
-        if not (self._sampling or self._hunt or self._hist_due):
-            return  # a plain step: nothing to read
+        if not self._reads:
+            return  # attached only for steps that read (`_plan`): a guard
         start = time.perf_counter()
         try:
             self._read_before_step()
@@ -459,9 +481,14 @@ class Doctor:
         return held
 
     def _post_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        if self._opt_step + 1 < self._next_event:
+            # Nothing was read and the next step reads nothing: the usual case, kept to
+            # a counter (its microsecond lands in the step's time, not the Doctor's).
+            self._opt_step += 1
+            return
         start = time.perf_counter()
         try:
-            if self._sampling or self._hunt or self._hist_due or self._fwd_handles:
+            if self._reads or self._fwd_handles:
                 self._read_after_step()
         finally:
             self._opt_step += 1
@@ -469,12 +496,20 @@ class Doctor:
             self._cost += time.perf_counter() - start
 
     def _plan(self, step: int) -> None:
-        """What `step` reads, and forward hooks only when it reads activations."""
+        """What `step` reads, with the pre-step hook only if it reads and forward hooks
+        only if it reads activations; and the first step after it that may read."""
         self._sampling = self._reading_plan.due(step)
         self._acting = self._sampling and self._readings % self.activation_every == 0
         self._hist_due = bool(self.histogram_every) and step >= self._next_hist
+        self._reads = self._sampling or self._hunt or self._hist_due
         if self._acting or self._hunt or self._hist_due or self._fwd_handles:
             self._set_forward_hooks(self._acting or self._hunt or self._hist_due)
+        self._set_pre_hook(self._reads)
+        if self._reads:
+            self._next_event = step + 1  # planned again once this step is taken
+        else:
+            nxt = self._reading_plan.next_due(step)
+            self._next_event = min(nxt, self._next_hist) if self.histogram_every else nxt
 
     def _read_after_step(self) -> None:
         step = self._opt_step
@@ -613,10 +648,7 @@ class Doctor:
             return
         self._sync(wait=True)
         self._drain()
-        self._set_forward_hooks(False)
-        for h in self._handles:
-            h.remove()
-        self._handles = []
+        self._hook_optimizer(False)
         with self.monitor.guard("write"):
             self.monitor.store.meta["overhead"] = self._budget.to_dict()
             self.monitor.store.write_meta()
@@ -650,16 +682,21 @@ class Doctor:
         self._losses, self._rows, self._since_sync = [], [], 0
         if losses or rows:
             with self.monitor.guard("sync"):
-                tensors = [v.reshape(1) for _, v in losses if isinstance(v, torch.Tensor)]
-                parts = tensors + [r for _, r, _ in rows]
+                losses, stacked = self._stack_losses(losses)
+                tensors = [v for _, v in losses if isinstance(v, torch.Tensor)]
+                parts = [r for _, r, _ in rows]
+                if stacked is not None:
+                    parts.insert(0, stacked)
                 if len({t.device for t in parts}) > 1:
                     parts = [t.cpu() for t in parts]
                 lr = (losses[-1][0] if losses else rows[-1][0], self._current_lr())
 
                 def finish(host: np.ndarray) -> None:
-                    it = iter(host[: len(tensors)].tolist())
-                    values = [next(it) if isinstance(v, torch.Tensor) else v
-                              for _, v in losses]
+                    values = host[: len(tensors)]
+                    if len(tensors) < len(losses):  # some were logged as numbers
+                        it = iter(values.tolist())
+                        values = np.array([next(it) if isinstance(v, torch.Tensor) else v
+                                           for _, v in losses], dtype=np.float64)
                     self._take_losses([st for st, _ in losses], values)
                     if rows:
                         self._take_rows([st for st, _, _ in rows], host[len(tensors):],
@@ -677,6 +714,27 @@ class Doctor:
             self._writes.run(self._write)
         if self._checks.due():
             self._checks.run(self._check)
+
+    def _stack_losses(self, losses: list[tuple[int, torch.Tensor | float]]
+                      ) -> tuple[list[tuple[int, torch.Tensor | float]], torch.Tensor | None]:
+        """The logged loss tensors as one 1-D tensor on one device (one stack: a reshape
+        per loss costs more than the copy). A loss that is not one value is left out
+        (one monitor-error), not the others logged with it."""
+        tensors = [v for _, v in losses if isinstance(v, torch.Tensor)]
+        if not tensors:
+            return losses, None
+        try:
+            stacked = torch.stack(tensors).reshape(-1)
+            if stacked.numel() == len(tensors):
+                return losses, stacked
+        except RuntimeError:  # on different devices, or of different shapes
+            pass
+        kept = [(st, v) for st, v in losses if not isinstance(v, torch.Tensor) or v.numel() == 1]
+        if len(kept) < len(losses):
+            self.monitor.monitor_error("log", ValueError(
+                "a logged loss has more than one element; it was left out"))
+        ones = [v.reshape(1).cpu().float() for _, v in kept if isinstance(v, torch.Tensor)]
+        return kept, torch.cat(ones) if ones else None
 
     def _receive(self, wait: bool) -> None:
         """Finish the transfers that have arrived, in order (all of them with `wait`;
@@ -713,25 +771,31 @@ class Doctor:
         """The read-back values of sampled steps as a fixed-width table, one row per
         step: weight, update and grad norms per parameter, `STATS` per hooked layer
         (NaN where the layer did not run), its forward position (-1: did not run),
-        then bn_shift and bn_frozen per BatchNorm layer. Consecutive steps with the
-        same layout (the usual case) are finished together, column-wise."""
+        then bn_shift and bn_frozen per BatchNorm layer. Steps with the same layout
+        (readings with and without activations alternate) are finished together,
+        column-wise."""
         n_p, n_a, n_b, n_s = len(self._params), len(self._hooked), len(self._bns), len(STATS)
         a0 = 3 * n_p
         o0 = a0 + n_a * n_s
         b0 = o0 + n_a
         table = np.full((len(layouts), b0 + 2 * n_b), math.nan)
         table[:, o0:b0] = -1.0
-        pos = r = 0
-        while r < len(layouts):
-            lay = layouts[r]
-            end = r + 1
-            while end < len(layouts) and layouts[end] == lay:
-                end += 1
-            width = _row_width(a0, lay)
-            block = flat[pos:pos + (end - r) * width].reshape(end - r, width)
-            pos += (end - r) * width
-            self._fill_rows(table[r:end], block, lay, a0, o0, b0)
-            r = end
+        kinds: list[_Layout] = []  # the distinct layouts (a few): compared, not hashed
+        rows_of: list[list[int]] = []
+        starts = np.zeros(len(layouts), dtype=np.int64)
+        pos = 0
+        for r, lay in enumerate(layouts):
+            if lay not in kinds:
+                kinds.append(lay)
+                rows_of.append([])
+            rows_of[kinds.index(lay)].append(r)
+            starts[r] = pos
+            pos += _row_width(a0, lay)
+        for lay, rows in zip(kinds, rows_of, strict=True):
+            block = flat[starts[rows][:, None] + np.arange(_row_width(a0, lay))]
+            part = table[rows]
+            self._fill_rows(part, block, lay, a0, o0, b0)
+            table[rows] = part
         return table
 
     def _fill_rows(self, out: np.ndarray, block: np.ndarray, lay: _Layout, a0: int,
@@ -775,8 +839,8 @@ class Doctor:
             rows = self._finish(pending)
             store = self.monitor.store
             if losses:
-                store.add_scalars("train/loss_step", [st for st, _ in losses],
-                                  np.array([v for _, v in losses]))
+                store.add_scalars("train/loss_step", [st for steps, _ in losses for st in steps],
+                                  np.concatenate([v for _, v in losses]))
             good = [(st, v) for st, v in lrs if v is not None]
             if good:
                 store.add_scalars("lr", [st for st, _ in good],
@@ -806,19 +870,21 @@ class Doctor:
                 out.append((st, values))
         return out
 
-    def _take_losses(self, steps: list[int], values: list[float]) -> None:
-        for st, v in zip(steps, values, strict=True):
-            self._host_losses.append((st, v))
-            if math.isfinite(v):
-                self._epoch_loss_sum += v
-            else:
-                self._epoch_loss_sum = math.nan
-            self._epoch_loss_n += 1
-            if not math.isfinite(v) and self._first_bad_loss is None:
-                self._first_bad_loss = st
-                if not self.monitor.has_live_finding("nan-origin"):
-                    self._hunt = True  # read the next step in full to find the origin
-                    self._set_forward_hooks(True)
+    def _take_losses(self, steps: list[int], values: np.ndarray) -> None:
+        if not steps:
+            return
+        self._host_losses.append((steps, values))
+        self._epoch_loss_n += len(steps)
+        finite = np.isfinite(values)
+        if finite.all():
+            self._epoch_loss_sum += float(values.sum())
+            return
+        self._epoch_loss_sum = math.nan
+        if self._first_bad_loss is None:
+            self._first_bad_loss = steps[int(np.argmin(finite))]
+            if not self.monitor.has_live_finding("nan-origin"):
+                self._hunt = True  # read the next step in full to find the origin
+                self._plan(self._opt_step)
 
     def _current_lr(self) -> float | None:
         lr = self.optimizer.param_groups[0].get("lr")

@@ -139,6 +139,15 @@ class ReadingPlan:
             return step % self.schedule.dense_every == 0
         return step >= self._next
 
+    def next_due(self, step: int) -> int:
+        """The first step from `step` on at which a reading is due."""
+        dense, every = self.schedule.dense_steps, self.schedule.dense_every
+        if step < dense:
+            first = -(-step // every) * every
+            if first < dense:
+                return first
+        return max(step, self._next)
+
     def taken(self, step: int) -> None:
         """A reading was taken at `step`: after the dense start, the next is one
         budget period on."""
