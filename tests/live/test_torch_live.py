@@ -291,3 +291,28 @@ def test_losses_of_any_dtype_or_kind_are_read_back_in_order(tmp_path):
     assert list(series.values) == [2.5, 1.5, 0.75, 0.5, 0.25, 0.125]
     errors = [f for f in doc.report().findings if f.code == "monitor-error"]
     assert [f.evidence["signal"] for f in errors] == ["log"]
+
+
+def test_updates_are_read_after_the_model_changes_dtype(tmp_path):
+    # The weight snapshot is kept between readings; a model moved to float64 mid-run
+    # gets new buffers instead of failing every later reading.
+    torch.manual_seed(0)
+    m = dt.mlp()
+    opt = torch.optim.SGD(m.parameters(), lr=0.05)
+    doc = dt.Doctor(m, opt, tmp_path / "r", verbose=False, dense_steps=0, every=2,
+                    max_overhead=None, histogram_every=0)
+    x, y = dt.digits()
+    for i in range(12):
+        if i == 6:
+            m.double()
+        xb = x[i:i + 8].to(next(m.parameters()).dtype)
+        loss = torch.nn.functional.cross_entropy(m(xb), y[i:i + 8])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        doc.log(loss=loss)
+    doc.close()
+    assert not [f for f in doc.report().findings if f.code == "monitor-error"]
+    series = read_run_dir(tmp_path / "r").series[f"layer/{doc._param_layers[0]}/update_norm"]
+    assert list(series.steps) == [0, 2, 4, 6, 8, 10]
+    assert (series.values > 0).all()

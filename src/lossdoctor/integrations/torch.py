@@ -79,6 +79,13 @@ class _Transfer:
             self.event.synchronize()
 
 
+def _joined(scalars: list[torch.Tensor], vectors: list[torch.Tensor]) -> torch.Tensor:
+    """0-d values stacked, then 1-d ones, as one float32 tensor (raises when they are
+    on different devices: checking each one's device costs more than the stack)."""
+    flat = torch.stack(scalars).float()
+    return torch.cat([flat, *vectors]) if vectors else flat
+
+
 def _first_tensor(out: Any) -> torch.Tensor | None:
     if isinstance(out, torch.Tensor):
         return out
@@ -239,7 +246,7 @@ class Doctor:
         # optimizer get weight/update/grad signals; those and activations get
         # activation statistics.
         self._param_layers: list[str] = []
-        self._params: list[torch.nn.Parameter] = []
+        self._params: list[torch.Tensor] = []  # the trained parameters
         self._param_layer: list[int] = []
         self._hooked: list[tuple[str, torch.nn.Module, str]] = []
         self._bns: list[tuple[str, torch.nn.Module]] = []
@@ -458,10 +465,12 @@ class Doctor:
         if not (self._sampling or self._hunt) or not self._params:
             return
         try:
+            # The parameters themselves (no_grad: nothing is recorded): a detach per
+            # parameter costs about a microsecond each, per reading, on the host.
             with torch.no_grad():
-                weights = [p.detach() for p in self._params]
+                weights = self._params
                 grads = [p.grad if p.grad is not None else torch.zeros((), device=p.device)
-                         for p in self._params]
+                         for p in weights]
                 # Gradient and weight norms in one fused call.
                 self._norms = list(torch._foreach_norm(grads + weights))
                 self._before = self._snapshot_of(weights)
@@ -471,13 +480,18 @@ class Doctor:
     def _snapshot_of(self, weights: list[torch.Tensor]) -> list[torch.Tensor]:
         """The weights copied into buffers kept between readings: allocating and
         freeing a model-sized copy each time costs page faults, in the step that
-        frees it and the one after."""
-        held = self._snapshot
-        if held is None or any(h.shape != w.shape or h.dtype != w.dtype or h.device != w.device
-                               for h, w in zip(held, weights, strict=True)):
-            self._snapshot = held = list(torch._foreach_mul(weights, 1.0))
-        else:
-            torch._foreach_copy_(held, weights)
+        frees it and the one after. New buffers when the model moved to another
+        device or dtype (checked on its first weight: models move whole) or a weight
+        changed shape (the copy fails)."""
+        held, first = self._snapshot, weights[0]
+        if held is not None and held[0].device == first.device \
+                and held[0].dtype == first.dtype:
+            try:
+                torch._foreach_copy_(held, weights)
+                return held
+            except RuntimeError:
+                pass
+        self._snapshot = held = list(torch._foreach_mul(weights, 1.0))
         return held
 
     def _post_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
@@ -517,7 +531,7 @@ class Doctor:
             if (self._sampling or self._hunt) and self._before is not None:
                 with torch.no_grad():
                     before, n_p = self._before, len(self._params)
-                    torch._foreach_sub_(before, [p.detach() for p in self._params])
+                    torch._foreach_sub_(before, self._params)
                     u = torch._foreach_norm(before)  # |before - after| = |update|
                     g, w = self._norms[:n_p], self._norms[n_p:]
                     # 0-d values first (one stack), then the 1-d per-unit maxima.
@@ -535,14 +549,13 @@ class Doctor:
                         bns.append((b, shift is not None, frozen))
                         if shift is not None:
                             scalars.append(shift)
-                    dev = w[0].device
-                    if any(t.device != dev for t in scalars + vectors):
-                        scalars = [t.to(dev) for t in scalars]
-                        vectors = [t.to(dev) for t in vectors]
                     # One tensor for the whole step: a handful of kernels, not dozens.
-                    flat = torch.stack(scalars).float()
-                    if vectors:
-                        flat = torch.cat([flat, *vectors])
+                    try:
+                        flat = _joined(scalars, vectors)
+                    except RuntimeError:  # on several devices (a model split over GPUs)
+                        dev = w[0].device
+                        flat = _joined([t.to(dev) for t in scalars],
+                                       [t.to(dev) for t in vectors])
                     self._rows.append((step, flat, _Layout(acts, bns)))
         except Exception as exc:
             self.monitor.monitor_error("updates", exc)
