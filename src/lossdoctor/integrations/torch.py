@@ -696,7 +696,7 @@ class Doctor:
         if losses or rows:
             with self.monitor.guard("sync"):
                 losses, stacked = self._stack_losses(losses)
-                tensors = [v for _, v in losses if isinstance(v, torch.Tensor)]
+                n_t = 0 if stacked is None else len(stacked)  # losses logged as tensors
                 parts = [r for _, r, _ in rows]
                 if stacked is not None:
                     parts.insert(0, stacked)
@@ -705,14 +705,14 @@ class Doctor:
                 lr = (losses[-1][0] if losses else rows[-1][0], self._current_lr())
 
                 def finish(host: np.ndarray) -> None:
-                    values = host[: len(tensors)]
-                    if len(tensors) < len(losses):  # some were logged as numbers
+                    values = host[:n_t]
+                    if n_t < len(losses):  # some were logged as numbers
                         it = iter(values.tolist())
                         values = np.array([next(it) if isinstance(v, torch.Tensor) else v
                                            for _, v in losses], dtype=np.float64)
                     self._take_losses([st for st, _ in losses], values)
                     if rows:
-                        self._take_rows([st for st, _, _ in rows], host[len(tensors):],
+                        self._take_rows([st for st, _, _ in rows], host[n_t:],
                                         [lay for _, _, lay in rows])
                     self._host_lr.append(lr)
 
