@@ -224,7 +224,7 @@ def loss_spike(run: Run) -> list[Finding]:
     finite = np.flatnonzero(np.isfinite(train.values))
     if finite.size < SPIKE_MIN_POINTS:
         return []
-    y = train.values[finite]
+    y = train.values[finite].astype(np.float64, copy=False)  # NaN marks cut windows
     half = SPIKE_WINDOW // 2
     start_level = float(np.median(y[: max(3, y.size // 50)]))
     # Cheap screen against the binned curve; the exact local test runs only on the
