@@ -15,7 +15,9 @@ Method: one model and one Doctor (defaults), the Doctor attached on half the epo
 tensors; each epoch is timed with the device synchronized at its start and end; the
 watched epochs carry the Doctor's `log_epoch`, and the last one its `close`. A run's
 ratio is watched over unwatched seconds; the runs give a mean and standard error.
-"steady" leaves out the pairs of epochs up to the end of the Doctor's dense start.
+"steady" leaves out the pairs of epochs up to the end of the Doctor's dense start; its
+epoch pairs' own ratios are also given as a median and quartiles over all runs (one
+slow epoch moves a sum over a few pairs, not the median).
 `--control` never attaches the Doctor (the noise floor); `--every-step` reads every
 signal, histograms included, on every step; `--item-every-step` reads the loss on the
 host after every step in both arms (`loss.item()`, as loops that print it do), so the
@@ -224,7 +226,11 @@ def trial(name: str, device: torch.device, small: bool, item: bool, epochs: int,
     late = [(a, b) for a, b in pairs if a[1] and b[1]]
     steady_w = sum(a[2] if a[0] else b[2] for a, b in late)
     steady_p = sum(b[2] if a[0] else a[2] for a, b in late)
+    # Each steady pair's own ratio: their median is not moved by one slow epoch (a
+    # clock change, a host hiccup), which sums over a few pairs are.
+    pair_ratios = [(a[2] / b[2]) if a[0] else (b[2] / a[2]) for a, b in late]
     return {"ratio": watched_s / plain_s,
+            "pair_ratios": pair_ratios,
             "close_s": close_s,
             "ratio_without_close": (watched_s - close_s) / plain_s,
             "steady_ratio": steady_w / steady_p if late else None,
@@ -265,6 +271,10 @@ def bench(name: str, device: torch.device, small: bool, item: bool, runs: int, e
     if steady:
         print(f"  steady (after the dense start): {_mean_se(steady)}  per run "
               f"{[round(r, 4) for r in steady]}")
+        pairs = sorted(p for r in results for p in r["pair_ratios"])
+        print(f"  steady, epoch pairs (watched / unwatched): median {statistics.median(pairs):.4f}"
+              f" of {len(pairs)}, quartiles {pairs[len(pairs) // 4]:.4f} to "
+              f"{pairs[(3 * len(pairs)) // 4]:.4f}")
     if not control:
         shares = [r["doctor_share"] for r in results if r["doctor_share"] is not None]
         print(f"  the Doctor's own estimate of its share: "
