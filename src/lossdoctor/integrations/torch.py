@@ -446,8 +446,7 @@ class Doctor:
         self._transfers.append((_Transfer(binned), finish))
 
     def _pre_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
-        if not self._reads:
-            return  # attached only for steps that read (`_plan`): a guard
+        # Attached only for the steps that read (`_plan`).
         start = time.perf_counter()
         try:
             self._read_before_step()
