@@ -15,6 +15,16 @@ from lossdoctor.keras import Doctor
 BATCH = 64
 NAN_STEP = 40  # a step the default schedule reads (dense phase, every 5th step)
 
+# Where the Doctor reduces its readings: small models on the host (`keras_host`), the
+# rest in traced TensorFlow functions (`keras_tf`); the tests' models are all small.
+SIDES = ("host", "device")
+
+
+def read_on(side: str, monkeypatch: Any) -> None:
+    """Make the Doctors built from now on reduce their readings on `side`."""
+    if side == "device":
+        monkeypatch.setattr("lossdoctor.integrations.keras_host.HOST_LIMIT", -1)
+
 
 def digits() -> tuple[np.ndarray, np.ndarray]:
     from sklearn.datasets import load_digits

@@ -124,11 +124,14 @@ def test_healthy_twins_stay_quiet(runs, case):
         assert np.median(run.series["layer/bn_0/bn_shift"].values) < 0.5
 
 
-def test_a_batchnorm_failure_is_one_finding_and_the_probe_goes_on(tmp_path, monkeypatch):
+@pytest.mark.parametrize("side", dk.SIDES)
+def test_a_batchnorm_failure_is_one_finding_and_the_probe_goes_on(tmp_path, monkeypatch, side):
     def broken(*args):
         raise RuntimeError("injected")
 
-    monkeypatch.setattr("lossdoctor.integrations.keras_tf.bn_shift", broken)
+    dk.read_on(side, monkeypatch)
+    monkeypatch.setattr({"host": "lossdoctor.live.host_stats.bn_shift",
+                         "device": "lossdoctor.integrations.keras_tf.bn_shift"}[side], broken)
     keras.utils.set_random_seed(0)
     x, y = dk.digits()
     model = bn_mlp()

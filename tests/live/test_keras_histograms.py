@@ -13,6 +13,8 @@ import pytest
 keras = pytest.importorskip("keras")
 pytest.importorskip("tensorflow")
 
+from tests.live import digits_keras as dk  # noqa: E402
+
 from lossdoctor.integrations.keras import HISTOGRAM_BINS, Doctor  # noqa: E402
 from lossdoctor.sources.rundir import read_run_dir  # noqa: E402
 
@@ -115,12 +117,16 @@ def test_histograms_disabled(tmp_path: Path) -> None:
         Doctor(tmp_path / "bad", histogram_every=-1)
 
 
+@pytest.mark.parametrize("side", dk.SIDES)
 def test_a_histogram_failure_is_one_finding_and_the_probe_goes_on(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, side: str) -> None:
     def broken(*args: object) -> None:
         raise RuntimeError("injected")
 
-    monkeypatch.setattr("lossdoctor.integrations.keras_tf.histogram_rows", broken)
+    dk.read_on(side, monkeypatch)
+    monkeypatch.setattr({"host": "lossdoctor.live.host_stats.histogram_row",
+                         "device": "lossdoctor.integrations.keras_tf.histogram_rows"}[side],
+                        broken)
     doc = _train(tmp_path / "run", histogram_every=15)
     errors = [f for f in doc.report().findings if f.code == "monitor-error"]
     assert [e.evidence["signal"] for e in errors] == ["histograms"]

@@ -32,13 +32,19 @@ SCENARIOS = ["healthy", "huge-lr", "tiny-lr", "dead-relu", "deep-sigmoid", "huge
              "nan-at-dense-1", "nan-lambda"]
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, object]]:
-    root = tmp_path_factory.mktemp("keras-live")
+@pytest.fixture(scope="module", params=dk.SIDES)
+def runs(request: pytest.FixtureRequest,
+         tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, object]]:
+    """Every scenario, with the readings reduced on the host and then on the device."""
+    root = tmp_path_factory.mktemp(f"keras-live-{request.param}")
     out = {}
-    for name in SCENARIOS:
-        doc = dk.scenario(name, root / name)
-        out[name] = (root / name, doc.report())
+    with pytest.MonkeyPatch.context() as patch:
+        dk.read_on(request.param, patch)
+        for name in SCENARIOS:
+            doc = dk.scenario(name, root / name)
+            on_host = type(doc._weights).__module__.endswith("keras_host")
+            assert on_host == (request.param == "host")
+            out[name] = (root / name, doc.report())
     return out
 
 

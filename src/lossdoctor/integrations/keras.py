@@ -41,8 +41,12 @@ Every signal is guarded: a failure is one `monitor-error` finding and training g
 on. With `steps_per_execution > 1` Keras calls the callback once per execution, so
 "steps" are executions.
 
-Backends: on TensorFlow the readings are traced functions (`keras_tf`, gradients
-with tf.GradientTape); on the others they are eager `keras.ops` on sampled steps
+Backends: on TensorFlow a small model's weights are read back whole and reduced on
+the host, and its probe pass is one traced forward and backward pass whose outputs
+and gradients are reduced there too (`keras_host`: tracing each reduction into a
+function costs more, once per fit, than a small read-back); past `keras_host.HOST_LIMIT`
+values the reductions are traced functions on the device (`keras_tf`, gradients with
+tf.GradientTape). On the others they are eager `keras.ops` on sampled steps
 (`keras_eager`), with probe gradients from torch.autograd on the torch backend and
 none elsewhere (a note in run.json). On JAX only the curves are recorded: its trainer
 keeps the weights outside the model during an epoch. TensorFlow is imported only on
@@ -73,7 +77,6 @@ ACTIVATIONS = {
     "sigmoid": "sigmoid", "hard_sigmoid": "sigmoid", "tanh": "tanh", "softsign": "tanh",
 }
 STATS = ("act_mean", "act_std", "dead_fraction", "saturated_fraction", "nan_count")
-SATURATION = 0.99  # sigmoid outside [0.01, 0.99], |tanh| above 0.99
 PROBE_SIZE = 64
 HISTOGRAM_ROW = 2 + HISTOGRAM_BINS  # start, width, counts
 
@@ -171,6 +174,30 @@ def _backend_module() -> Any:
     from lossdoctor.integrations import keras_eager
 
     return keras_eager
+
+
+def _on_host(values: int) -> bool:
+    """Whether readings of `values` numbers are read back whole and reduced on the host
+    (`keras_host`): on the TensorFlow backend while they are few, where tracing their
+    reductions into a device function would cost more than the read-back (see
+    `keras_host`); the eager backends reduce on the device at no tracing cost."""
+    from lossdoctor.integrations.keras_host import HOST_LIMIT
+
+    return keras.backend.backend() == "tensorflow" and values <= HOST_LIMIT
+
+
+def _probe_values(act_model: keras.Model | None, n: int) -> int:
+    """Values in one probe pass's outputs (`n` samples); a huge number when a shape is
+    not known."""
+    if act_model is None:
+        return 0
+    total = 0
+    for t in act_model.outputs:
+        shape = tuple(t.shape)[1:]
+        if any(d is None for d in shape):
+            return 1 << 62
+        total += n * int(np.prod(shape, dtype=np.int64))
+    return total
 
 
 def _loss_function(spec: Any) -> Callable[[Any, Any], Any] | None:
@@ -287,6 +314,9 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         self._writes, self._checks = Pacer(flush_interval_s), Pacer(check_interval_s)
         # Filled at on_train_begin.
         self._backend: Any = None  # the module computing the readings (keras_tf)
+        # The weights' values as arrays when they are read on the host (keras_host).
+        self._read_values: Callable[[], list[np.ndarray]] | None = None
+        self._params = 0  # trainable values
         self._vars: list[Any] = []
         self._var_layer: list[int] = []
         self._param_layers: list[str] = []
@@ -350,8 +380,15 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
             self.histogram_every = 0
             return
         self._backend = _backend_module()
+        self._params = sum(int(np.prod(v.shape, dtype=np.int64)) for v in self._vars)
         with self.monitor.guard("weights"):
-            self._weights = self._backend.WeightReader(self._vars)
+            if _on_host(self._params):
+                from lossdoctor.integrations import keras_host
+
+                self._read_values = self._backend.value_reader(self._vars)
+                self._weights = keras_host.WeightReader(self._read_values)
+            else:
+                self._weights = self._backend.WeightReader(self._vars)
         if self.probe is None:
             self._note("gradients, activations",
                        "no probe=(x, y) given: gradient, activation and BatchNorm "
@@ -427,10 +464,23 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         self._hist_tags = [f"layer/{name}/{kind}" for kind in ("weight_hist", "grad_hist")
                            for name in self._param_layers]
         self._hist_tags += [f"layer/{name}/act_hist" for name, _ in self._act_layers]
-        self._probe_fn = self._backend.Probe(
-            model, act_model, [k for _, k in self._act_layers], bn_layers,
-            loss_fn, self._vars, self._var_layer, len(self._param_layers),
-            self.probe[0], self.probe[1], histograms=self.histogram_every > 0)
+        kinds = [k for _, k in self._act_layers]
+        n_layers = len(self._param_layers)
+        read = self._read_values  # set when the weights are read on the host
+        if read is not None and _on_host(2 * self._params
+                                         + _probe_values(act_model, len(self.probe[0]))):
+            from lossdoctor.integrations import keras_host
+
+            raw = self._backend.forward_and_gradients(
+                model, act_model, len(kinds), len(bn_layers), loss_fn, self._vars,
+                self.probe[0], self.probe[1])
+            self._probe_fn = keras_host.Probe(
+                raw, read, kinds, bn_layers, self._var_layer, n_layers)
+        else:
+            self._probe_fn = self._backend.Probe(
+                model, act_model, kinds, bn_layers, loss_fn, self._vars, self._var_layer,
+                n_layers, self.probe[0], self.probe[1],
+                histograms=self.histogram_every > 0)
         self._probe_gradients = bool(getattr(self._probe_fn, "gradients", True))
         if not self._probe_gradients:
             self._note("gradients", f"Keras backend {keras.backend.backend()!r}: no "
@@ -650,8 +700,14 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
             return
         with mon.guard("histograms"):
             if self._weight_hist_fn is None:
-                self._weight_hist_fn = self._backend.weight_histograms(
-                    self._vars, self._var_layer, len(self._param_layers))
+                if self._read_values is not None:
+                    from lossdoctor.integrations import keras_host
+
+                    self._weight_hist_fn = keras_host.weight_histograms(
+                        self._read_values, self._var_layer, len(self._param_layers))
+                else:
+                    self._weight_hist_fn = self._backend.weight_histograms(
+                        self._vars, self._var_layer, len(self._param_layers))
             flat = np.asarray(self._weight_hist_fn(), dtype=np.float64)
             self._write_histograms(step, [f"layer/{name}/weight_hist"
                                           for name in self._param_layers], flat)

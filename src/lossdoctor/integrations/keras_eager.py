@@ -19,7 +19,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from lossdoctor.integrations.keras import SATURATION, by_layer
+from lossdoctor.integrations.keras import by_layer
+from lossdoctor.live.host_stats import SATURATION
 from lossdoctor.live.monitor import HISTOGRAM_BINS
 
 

@@ -15,7 +15,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lossdoctor.integrations.keras import SATURATION, by_layer
+from lossdoctor.integrations.keras import by_layer
+from lossdoctor.live.host_stats import SATURATION
 from lossdoctor.live.monitor import HISTOGRAM_BINS
 
 
@@ -144,6 +145,50 @@ def weight_histograms(variables: Sequence[Any], var_layer: Sequence[int],
         return tf.reshape(histogram_rows(by_layer(values, var_layer, n_layers)), [-1])
 
     return fn  # type: ignore[no-any-return]
+
+
+def value_reader(variables: Sequence[Any]) -> Callable[[], list[np.ndarray]]:
+    """`read()`: the variables' values as arrays (`keras_host`), one read op each (a
+    third of the time of `Variable.numpy()`, which records the read for autodiff)."""
+    handles = [(v.handle, v.dtype) for v in map(_value, variables)]
+    read_op = tf.raw_ops.ReadVariableOp
+    return lambda: [read_op(resource=h, dtype=d).numpy() for h, d in handles]
+
+
+Arrays = list[np.ndarray]
+
+
+def forward_and_gradients(model: keras.Model, act_model: keras.Model | None, n_act: int,
+                          n_bn: int, loss_fn: Callable[..., Any], variables: Sequence[Any],
+                          x: Any, y: Any) -> Callable[[], tuple[Arrays, Arrays, Arrays]]:
+    """`raw()` for `keras_host.Probe`: one traced pass on (x, y) with training=False
+    that returns the probed outputs, the BatchNorm inputs and the gradient of every
+    variable whole, as arrays (no reductions: each traced op costs tracing time)."""
+    variables = list(variables)
+
+    @tf.function(autograph=False)  # type: ignore[untyped-decorator]
+    def raw_fn(x: Any, y: Any) -> tuple[list[tf.Tensor], list[tf.Tensor], list[tf.Tensor]]:
+        x = tf.cast(x, tf.float32)
+        with tf.GradientTape() as tape:
+            if act_model is not None:
+                outs = act_model(x, training=False)
+                outs = list(outs) if isinstance(outs, list | tuple) else [outs]
+                y_pred, acts, bn_inputs = outs[-1], outs[:n_act], outs[n_act:n_act + n_bn]
+            else:
+                y_pred, acts, bn_inputs = model(x, training=False), [], []
+            loss = tf.reduce_mean(tf.cast(loss_fn(y, y_pred), tf.float32))
+        grads = tape.gradient(loss, variables,
+                              unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return list(acts), list(bn_inputs), [tf.convert_to_tensor(g) for g in grads]
+
+    xt, yt = tf.convert_to_tensor(x), tf.convert_to_tensor(y)  # converted once
+
+    def raw() -> tuple[Arrays, Arrays, Arrays]:
+        acts, bn_inputs, grads = raw_fn(xt, yt)
+        return ([a.numpy() for a in acts], [b.numpy() for b in bn_inputs],
+                [g.numpy() for g in grads])
+
+    return raw
 
 
 class Probe:

@@ -32,6 +32,7 @@ import torch
 from lossdoctor.diagnosis import Diagnosis
 from lossdoctor.findings import Finding
 from lossdoctor.live.budget import OverheadBudget, ReadingPlan
+from lossdoctor.live.host_stats import SATURATION
 from lossdoctor.live.monitor import HISTOGRAM_BINS, LiveMonitor, StopTraining
 from lossdoctor.live.pacing import CHECK_INTERVAL_S, FLUSH_INTERVAL_S, Pacer
 from lossdoctor.live.schedule import Schedule
@@ -42,7 +43,6 @@ ACTIVATIONS = {
     "hardtanh": "tanh", "hardsigmoid": "sigmoid", "softsign": "tanh",
 }
 STATS = ("act_mean", "act_std", "dead_fraction", "saturated_fraction", "nan_count")
-SATURATION = 0.99  # sigmoid outside [0.01, 0.99], |tanh| above 0.99
 
 __all__ = ["Doctor", "StopTraining"]
 
