@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -139,6 +140,28 @@ def test_monitor_fault_is_one_finding_and_training_completes(tmp_path, monkeypat
     assert len(run.series["train/loss_step"]) == -(-(1797 - 300) // dk.BATCH)
     assert "layer/dense_0/update_ratio" in run.series  # the other signals went on
     assert "layer/dense_0/grad_norm" not in run.series
+
+
+def test_the_doctors_share_counts_its_setup_and_first_step(tmp_path, monkeypatch):
+    # The first probe pass traces its function (the Doctor's largest one-off cost); it
+    # runs before any step has ended, and was once left out of the Doctor's own time.
+    import lossdoctor.integrations.keras as lk
+
+    probe_calls: list[float] = []
+    timed = lk._probe_stats
+
+    def probe_stats(*args):
+        start = time.perf_counter()
+        try:
+            return timed(*args)
+        finally:
+            probe_calls.append(time.perf_counter() - start)
+
+    monkeypatch.setattr(lk, "_probe_stats", probe_stats)
+    keras.utils.set_random_seed(0)
+    doc = dk.train(tmp_path / "r", dk.mlp(), keras.optimizers.Adam(1e-3), epochs=1)
+    assert probe_calls[0] > max(probe_calls[1:])  # the first call traced
+    assert doc._budget.own >= sum(probe_calls)
 
 
 def test_without_probe_one_note_and_no_gradients(tmp_path):
