@@ -176,6 +176,17 @@ def _backend_module() -> Any:
     return keras_eager
 
 
+def _first(data: Any, n: int) -> Any:
+    """The first `n` samples of model inputs or targets: an array, or a list, tuple or
+    dict of arrays (a model with several inputs)."""
+    return keras.tree.map_structure(lambda a: a[:n], data)
+
+
+def _samples(data: Any) -> int:
+    """The number of samples in model inputs (see `_first`)."""
+    return len(keras.tree.flatten(data)[0])
+
+
 def _on_host(values: int) -> bool:
     """Whether readings of `values` numbers are read back whole and reduced on the host
     (`keras_host`): on the TensorFlow backend while they are few, where tracing their
@@ -290,7 +301,8 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         self._did = ""  # the work on this step: "probe", "read" or ""
         self._worked = False  # the previous step did some
         self._edge = False  # an epoch ended since the last batch end
-        self.probe = None if probe is None else (probe[0][:probe_size], probe[1][:probe_size])
+        self.probe = None if probe is None else (_first(probe[0], probe_size),
+                                                 _first(probe[1], probe_size))
         self.hparams = dict(hparams or {})
         self.on_finding = on_finding
         self.stop_on_critical = stop_on_critical
@@ -317,6 +329,7 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         # The weights' values as arrays when they are read on the host (keras_host).
         self._read_values: Callable[[], list[np.ndarray]] | None = None
         self._params = 0  # trainable values
+        self._unbuilt = False  # the readers wait for the model's first training step
         self._vars: list[Any] = []
         self._var_layer: list[int] = []
         self._param_layers: list[str] = []
@@ -329,30 +342,13 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
     # --- setup --------------------------------------------------------------------------
     def _setup(self) -> None:
         model = self.model
-        seen: set[int] = set()
-        layers_meta: list[dict[str, Any]] = []
-        for layer in model.layers:
-            if isinstance(layer, keras.layers.InputLayer):
-                continue
-            own = [v for v in layer.trainable_weights if id(v) not in seen]
-            seen.update(id(v) for v in own)
-            kind = _layer_kind(layer)
-            if own:
-                for v in own:
-                    self._vars.append(v)
-                    self._var_layer.append(len(self._param_layers))
-                self._param_layers.append(layer.name)
-            layers_meta.append({"name": layer.name, "type": type(layer).__name__,
-                                "kind": kind or type(layer).__name__.lower(),
-                                "params": int(sum(int(np.prod(v.shape)) for v in own))})
         optimizer = getattr(model, "optimizer", None)
         meta: dict[str, Any] = {
             "framework": "keras",
             "framework_version": keras.__version__,
             "backend": keras.backend.backend(),
-            "model": {"class": type(model).__name__,
-                      "params": int(model.count_params()) if model.built else None},
-            "layers": layers_meta,
+            "model": {"class": type(model).__name__, "params": None},
+            "layers": [],
             "histogram_every": self.histogram_every,
             "overhead": self._budget.to_dict(),
             "hparams": {"optimizer": type(optimizer).__name__ if optimizer else None,
@@ -380,6 +376,37 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
             self.histogram_every = 0
             return
         self._backend = _backend_module()
+        if model.built:
+            self._setup_readers()
+        else:  # a subclassed model creates its weights in its first training step
+            self._unbuilt = True
+
+    def _setup_readers(self) -> None:
+        """The model's layers and weights into run.json, and the readers of its
+        weights and of the probe."""
+        assert self.monitor is not None
+        self._unbuilt = False
+        model = self.model
+        seen: set[int] = set()
+        layers_meta: list[dict[str, Any]] = []
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.InputLayer):
+                continue
+            own = [v for v in layer.trainable_weights if id(v) not in seen]
+            seen.update(id(v) for v in own)
+            kind = _layer_kind(layer)
+            if own:
+                for v in own:
+                    self._vars.append(v)
+                    self._var_layer.append(len(self._param_layers))
+                self._param_layers.append(layer.name)
+            layers_meta.append({"name": layer.name, "type": type(layer).__name__,
+                                "kind": kind or type(layer).__name__.lower(),
+                                "params": int(sum(int(np.prod(v.shape)) for v in own))})
+        meta = self.monitor.store.meta
+        meta["layers"] = layers_meta
+        meta["model"]["params"] = int(model.count_params())
+        self.monitor.store.write_meta()
         self._params = sum(int(np.prod(v.shape, dtype=np.int64)) for v in self._vars)
         with self.monitor.guard("weights"):
             if _on_host(self._params):
@@ -468,7 +495,7 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         n_layers = len(self._param_layers)
         read = self._read_values  # set when the weights are read on the host
         if read is not None and _on_host(2 * self._params
-                                         + _probe_values(act_model, len(self.probe[0]))):
+                                         + _probe_values(act_model, _samples(self.probe[0]))):
             from lossdoctor.integrations import keras_host
 
             raw = self._backend.forward_and_gradients(
@@ -553,6 +580,12 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
 
     def _end_batch(self, mon: LiveMonitor, logs: Mapping[str, Any] | None) -> None:
         step = self._step
+        if self._unbuilt and self.model.built:
+            with mon.guard("setup"):
+                self._note("weights, gradients, activations",
+                           f"the model was built by its first training step: per-layer "
+                           f"readings start after step {step}")
+                self._setup_readers()
         # The unsampled step's path: the loss, kept as two numbers; nothing else.
         try:
             mean = float(logs["loss"]) if logs and "loss" in logs else None

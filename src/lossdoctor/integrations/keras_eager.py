@@ -29,6 +29,13 @@ def _value(v: Any) -> Any:
     return v.value if hasattr(v, "value") else v
 
 
+def _model_input(a: Any) -> Any:
+    """A probe input array as the model takes it: floating as float32, integer (token
+    ids) as it is."""
+    t = ops.convert_to_tensor(a)
+    return ops.cast(t, "float32") if "float" in str(t.dtype) else t
+
+
 def _torch_backend() -> bool:
     return bool(keras.backend.backend() == "torch")
 
@@ -177,7 +184,7 @@ class Probe:
         self._loss_fn = loss_fn
         self._vars, self._var_layer, self._n_layers = list(variables), var_layer, n_layers
         # Tensors once: an array argument would be converted on every call.
-        self._x = ops.cast(ops.convert_to_tensor(x), "float32")
+        self._x = keras.tree.map_structure(_model_input, x)
         self._y = ops.convert_to_tensor(y)
 
     def _forward(self) -> tuple[Any, list[Any], list[Any]]:

@@ -147,6 +147,16 @@ def weight_histograms(variables: Sequence[Any], var_layer: Sequence[int],
     return fn  # type: ignore[no-any-return]
 
 
+def model_input(x: Any) -> Any:
+    """Probe inputs as the model takes them: floating arrays as float32 (numpy gives
+    float64), integer ones (token ids) as they are; any structure of arrays."""
+    def one(a: Any) -> Any:
+        t = tf.convert_to_tensor(a)
+        return tf.cast(t, tf.float32) if t.dtype.is_floating else t
+
+    return tf.nest.map_structure(one, x)
+
+
 def value_reader(variables: Sequence[Any]) -> Callable[[], list[np.ndarray]]:
     """`read()`: the variables' values as arrays (`keras_host`), one read op each (a
     third of the time of `Variable.numpy()`, which records the read for autodiff)."""
@@ -168,7 +178,6 @@ def forward_and_gradients(model: keras.Model, act_model: keras.Model | None, n_a
 
     @tf.function(autograph=False)  # type: ignore[untyped-decorator]
     def raw_fn(x: Any, y: Any) -> tuple[list[tf.Tensor], list[tf.Tensor], list[tf.Tensor]]:
-        x = tf.cast(x, tf.float32)
         with tf.GradientTape() as tape:
             if act_model is not None:
                 outs = act_model(x, training=False)
@@ -181,7 +190,7 @@ def forward_and_gradients(model: keras.Model, act_model: keras.Model | None, n_a
                               unconnected_gradients=tf.UnconnectedGradients.ZERO)
         return list(acts), list(bn_inputs), [tf.convert_to_tensor(g) for g in grads]
 
-    xt, yt = tf.convert_to_tensor(x), tf.convert_to_tensor(y)  # converted once
+    xt, yt = model_input(x), tf.convert_to_tensor(y)  # converted once
 
     def raw() -> tuple[Arrays, Arrays, Arrays]:
         acts, bn_inputs, grads = raw_fn(xt, yt)
@@ -218,7 +227,6 @@ class Probe:
         # layers' code roughly doubled the one-off tracing time (about 0.3 s of 0.6 s).
         @tf.function(autograph=False)  # type: ignore[untyped-decorator]
         def probe_fn(x: Any, y: Any, with_histograms: Any) -> tf.Tensor:
-            x = tf.cast(x, tf.float32)
             with tf.GradientTape() as tape:
                 if act_model is not None:
                     outs = act_model(x, training=False)
@@ -262,7 +270,7 @@ class Probe:
 
         self._fn = probe_fn
         # Tensors once: a numpy argument would be converted on every call.
-        self._x, self._y = tf.convert_to_tensor(x), tf.convert_to_tensor(y)
+        self._x, self._y = model_input(x), tf.convert_to_tensor(y)
         self._true, self._false = tf.constant(True), tf.constant(False)
 
     def __call__(self, with_histograms: bool) -> tf.Tensor:
