@@ -6,6 +6,7 @@ probe) against none (goal <= 1.03).
         [--repeats 8] [--epochs 20] [--control] [--same-model [--never-read]]
         [--every-step]
         [--keras-epochs 20] [--keras-batch 32] [--keras-width 1]
+        [--keras-arm doctor|none|batch-callback]
 
 PyTorch: two instances of the model, one watched, trained epoch by epoch in turns
 (A B, B A, ...) in one process, so both see the same machine; which instance is
@@ -16,6 +17,10 @@ a doctor, to show the machine's noise.
 Keras: whole fits in turns (A B, B A, ...), timed whole (tracing, the Doctor's probe
 tracing and closing diagnosis included) and in steady state (from the first epoch
 after the Doctor's dense start to the end of `fit`, so one-off costs are left out).
+`--keras-arm none` fits without a doctor in both arms (the noise floor); `--keras-arm
+batch-callback` puts an empty `on_train_batch_end` callback in the second arm instead of
+the Doctor: with any such callback (the progress bar is one) Keras calls batch ends
+synchronously instead of on a thread, a cost the Doctor pays too when `verbose=0`.
 Both print the Doctor's own estimate of its share of the time (run.json has it too).
 """
 
@@ -111,11 +116,13 @@ def torch_trial(epochs: int, run_dir: Path, every_step: bool = False, control: b
 
 
 def keras_trial(with_doctor: bool, epochs: int, run_dir: Path, batch: int = 32,
-                width: int = 1) -> tuple[float, float, float, float, float | None]:
+                width: int = 1, arm: str = "doctor"
+                ) -> tuple[float, float, float, float, float | None]:
     """(whole fit, steady state after the dense start) in seconds of wall time, then the same
     in the process's CPU time (less sensitive to other jobs on a shared machine), and
     the Doctor's own estimate of its share of the time; `width` multiplies the CNN's
-    channels and units (a slower step)."""
+    channels and units (a slower step); `arm`: what `with_doctor` adds (see the module
+    doc)."""
     import keras
     import numpy as np
     from sklearn.datasets import load_digits
@@ -148,13 +155,21 @@ def keras_trial(with_doctor: bool, epochs: int, run_dir: Path, batch: int = 32,
             self.end = time.perf_counter()
             self.end_cpu = time.process_time()
 
+    class BatchCallback(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch: int, logs: object = None) -> None:
+            pass
+
     clock = Clock()
-    callbacks = [Doctor(run_dir, probe=(x[:64], y[:64]), verbose=False)] if with_doctor \
-        else []
+    callbacks: list[Any] = []
+    if with_doctor and arm == "doctor":
+        callbacks = [Doctor(run_dir, probe=(x[:64], y[:64]), verbose=False)]
+    elif with_doctor and arm == "batch-callback":
+        callbacks = [BatchCallback()]
     start, start_cpu = time.perf_counter(), time.process_time()
     model.fit(x, y, batch_size=batch, epochs=epochs, shuffle=True, verbose=0,
               callbacks=[*callbacks, clock])
-    share = callbacks[0]._budget.share() if callbacks else None
+    doctors = [c for c in callbacks if isinstance(c, Doctor)]
+    share = doctors[0]._budget.share() if doctors else None
     return (clock.end - start, clock.end - clock.steady, clock.end_cpu - start_cpu,
             clock.end_cpu - clock.steady_cpu, share)
 
@@ -169,7 +184,8 @@ def report(label: str, steps: int, base: list[float], live: list[float]) -> None
           f"{min(live) / min(base):.3f}")
 
 
-def bench_keras(repeats: int, epochs: int, batch: int = 32, width: int = 1) -> None:
+def bench_keras(repeats: int, epochs: int, batch: int = 32, width: int = 1,
+                arm: str = "doctor") -> None:
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(1)  # steadier timings
@@ -181,10 +197,11 @@ def bench_keras(repeats: int, epochs: int, batch: int = 32, width: int = 1) -> N
         for r in range(repeats):  # A B, B A, ...: neither arm always goes first
             for with_doctor in ((False, True) if r % 2 == 0 else (True, False)):
                 (live if with_doctor else base).append(keras_trial(
-                    with_doctor, epochs, Path(tmp) / f"{with_doctor}{r}", batch, width))
+                    with_doctor, epochs, Path(tmp) / f"{with_doctor}{r}", batch, width,
+                    arm))
     per_epoch = -(-1797 // batch)
     print(f"keras CNN (width x{width}, batch {batch}), digits, {epochs} epochs x "
-          f"{per_epoch} steps, {repeats} repeats (AB BA ...)")
+          f"{per_epoch} steps, {repeats} repeats (AB BA ...), second arm: {arm}")
     report("whole fit: ", epochs * per_epoch, [b[0] for b in base], [v[0] for v in live])
     steady = epochs - -(-DENSE_STEPS // per_epoch)
     report(f"steady (last {steady} epochs): ", steady * per_epoch, [b[1] for b in base],
@@ -199,8 +216,9 @@ def bench_keras(repeats: int, epochs: int, batch: int = 32, width: int = 1) -> N
         print(f"  {label}: mean of paired ratios {statistics.mean(pairs):.4f} +- "
               f"{spread:.4f} (s.e.)")
     shares = [v[4] for v in live if v[4] is not None]
-    print(f"  the Doctor's own estimate of its share: {100 * statistics.mean(shares):.2f}% "
-          f"(per run {[round(100 * v, 2) for v in shares]})")
+    if shares:
+        print(f"  the Doctor's own estimate of its share: {100 * statistics.mean(shares):.2f}% "
+              f"(per run {[round(100 * v, 2) for v in shares]})")
 
 
 def main() -> None:
@@ -212,6 +230,8 @@ def main() -> None:
     parser.add_argument("--keras-width", type=int, default=1,
                         help="multiplies the Keras CNN's channels and units")
     parser.add_argument("--framework", choices=("torch", "keras", "both"), default="both")
+    parser.add_argument("--keras-arm", choices=("doctor", "none", "batch-callback"),
+                        default="doctor", help="Keras: what the second arm adds")
     parser.add_argument("--control", action="store_true",
                         help="PyTorch: the same alternation without a doctor on either "
                         "model, to see the machine's noise")
@@ -224,7 +244,8 @@ def main() -> None:
                         "sampling")
     args = parser.parse_args()
     if args.framework in ("keras", "both"):
-        bench_keras(args.repeats, args.keras_epochs, args.keras_batch, args.keras_width)
+        bench_keras(args.repeats, args.keras_epochs, args.keras_batch, args.keras_width,
+                    args.keras_arm)
     if args.framework in ("torch", "both"):
         if args.same_model:
             bench_same_model(args.repeats, 2 * args.epochs, args.control, args.never_read)

@@ -18,8 +18,11 @@ What a callback can see, and so what is recorded:
   the first `probe_size` probe samples, float32) and per layer output `act_mean`,
   `act_std`, `dead_fraction`, `saturated_fraction`, `nan_count` (functional and
   Sequential models; a subclassed model gets gradients only). Callbacks never see
-  the training batches, hence the fixed probe. Without a probe these signals are
-  skipped, with one note in run.json;
+  the training batches, hence the fixed probe (an array, or a list or dict of arrays
+  for a model with several inputs). Without a probe these signals are skipped, with
+  one note in run.json;
+- a model not built when fit starts (subclassed: its weights are made by its first
+  training step) is read from the first reading after that step, with a note;
 - BatchNormalization layers (nested models' too, named `outer/inner`), on probe
   steps: `bn_frozen` (1 while the layer normalizes with frozen moving statistics:
   `trainable=False`, which Keras runs in inference mode during fit, or momentum 1)
