@@ -115,14 +115,38 @@ def torch_trial(epochs: int, run_dir: Path, every_step: bool = False, control: b
     return base_wall, live_wall, base_cpu, live_cpu, doc._budget.share()
 
 
+KERAS_HOOKS = ("on_train_begin", "on_epoch_begin", "on_train_batch_begin",
+               "on_train_batch_end", "on_epoch_end", "on_train_end")
+
+
+def time_inside(callback: Any) -> list[float]:
+    """Wrap the callback's Keras hooks (on the instance) to add up the seconds spent
+    inside them into the returned one-element list: the Doctor's direct cost, which
+    the wall-clock ratio mixes with the machine's noise."""
+    inside = [0.0]
+
+    def timed(hook: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return hook(*args, **kwargs)
+            finally:
+                inside[0] += time.perf_counter() - start
+        return call
+
+    for name in KERAS_HOOKS:
+        setattr(callback, name, timed(getattr(callback, name)))
+    return inside
+
+
 def keras_trial(with_doctor: bool, epochs: int, run_dir: Path, batch: int = 32,
                 width: int = 1, arm: str = "doctor"
-                ) -> tuple[float, float, float, float, float | None]:
+                ) -> tuple[float, float, float, float, float | None, float | None]:
     """(whole fit, steady state after the dense start) in seconds of wall time, then the same
-    in the process's CPU time (less sensitive to other jobs on a shared machine), and
-    the Doctor's own estimate of its share of the time; `width` multiplies the CNN's
-    channels and units (a slower step); `arm`: what `with_doctor` adds (see the module
-    doc)."""
+    in the process's CPU time (less sensitive to other jobs on a shared machine), the
+    Doctor's own estimate of its share of the time and the seconds spent inside its
+    hooks; `width` multiplies the CNN's channels and units (a slower step); `arm`: what
+    `with_doctor` adds (see the module doc)."""
     import keras
     import numpy as np
     from sklearn.datasets import load_digits
@@ -161,8 +185,10 @@ def keras_trial(with_doctor: bool, epochs: int, run_dir: Path, batch: int = 32,
 
     clock = Clock()
     callbacks: list[Any] = []
+    inside: list[float] | None = None
     if with_doctor and arm == "doctor":
         callbacks = [Doctor(run_dir, probe=(x[:64], y[:64]), verbose=False)]
+        inside = time_inside(callbacks[0])
     elif with_doctor and arm == "batch-callback":
         callbacks = [BatchCallback()]
     start, start_cpu = time.perf_counter(), time.process_time()
@@ -171,7 +197,7 @@ def keras_trial(with_doctor: bool, epochs: int, run_dir: Path, batch: int = 32,
     doctors = [c for c in callbacks if isinstance(c, Doctor)]
     share = doctors[0]._budget.share() if doctors else None
     return (clock.end - start, clock.end - clock.steady, clock.end_cpu - start_cpu,
-            clock.end_cpu - clock.steady_cpu, share)
+            clock.end_cpu - clock.steady_cpu, share, None if inside is None else inside[0])
 
 
 def report(label: str, steps: int, base: list[float], live: list[float]) -> None:
@@ -215,6 +241,12 @@ def bench_keras(repeats: int, epochs: int, batch: int = 32, width: int = 1,
         spread = statistics.stdev(pairs) / len(pairs) ** 0.5 if len(pairs) > 1 else 0.0
         print(f"  {label}: mean of paired ratios {statistics.mean(pairs):.4f} +- "
               f"{spread:.4f} (s.e.)")
+    inside = [(v[5], v[0]) for v in live if v[5] is not None]
+    if inside:
+        ms = [1e3 * t for t, _ in inside]
+        print(f"  time inside the Doctor's hooks: median {statistics.median(ms):.0f} ms per fit, "
+              f"{100 * statistics.median([t / w for t, w in inside]):.2f}% of its fit "
+              f"(per run {[round(m) for m in ms]} ms)")
     shares = [v[4] for v in live if v[4] is not None]
     if shares:
         print(f"  the Doctor's own estimate of its share: {100 * statistics.mean(shares):.2f}% "
