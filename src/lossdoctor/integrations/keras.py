@@ -377,6 +377,8 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
                        "losses, metrics and the learning rate are recorded")
             self.probe = None
             self.histogram_every = 0
+            if model.built:
+                self._collect_layers()
             return
         self._backend = _backend_module()
         if model.built:
@@ -389,6 +391,27 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         weights and of the probe."""
         assert self.monitor is not None
         self._unbuilt = False
+        self._collect_layers()
+        with self.monitor.guard("weights"):
+            if _on_host(self._params):
+                from lossdoctor.integrations import keras_host
+
+                self._read_values = self._backend.value_reader(self._vars)
+                self._weights = keras_host.WeightReader(self._read_values)
+            else:
+                self._weights = self._backend.WeightReader(self._vars)
+        if self.probe is None:
+            self._note("gradients, activations",
+                       "no probe=(x, y) given: gradient, activation and BatchNorm "
+                       "signals skipped")
+        else:
+            with self.monitor.guard("probe-setup"):
+                self._build_probe()
+
+    def _collect_layers(self) -> None:
+        """The layers holding trainable weights and their variables, in order; every
+        layer into run.json."""
+        assert self.monitor is not None
         model = self.model
         seen: set[int] = set()
         layers_meta: list[dict[str, Any]] = []
@@ -411,21 +434,6 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         meta["model"]["params"] = int(model.count_params())
         self.monitor.store.write_meta()
         self._params = sum(int(np.prod(v.shape, dtype=np.int64)) for v in self._vars)
-        with self.monitor.guard("weights"):
-            if _on_host(self._params):
-                from lossdoctor.integrations import keras_host
-
-                self._read_values = self._backend.value_reader(self._vars)
-                self._weights = keras_host.WeightReader(self._read_values)
-            else:
-                self._weights = self._backend.WeightReader(self._vars)
-        if self.probe is None:
-            self._note("gradients, activations",
-                       "no probe=(x, y) given: gradient, activation and BatchNorm "
-                       "signals skipped")
-        else:
-            with self.monitor.guard("probe-setup"):
-                self._build_probe()
 
     def _note(self, signal: str, text: str) -> None:
         assert self.monitor is not None
