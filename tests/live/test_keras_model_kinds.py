@@ -1,7 +1,8 @@
 """The Keras Doctor on the model kinds people write besides Sequential MLPs, reducing
 its readings on the host and on the device: a subclassed model (its weights exist
 only after its first training step), token ids through an Embedding and an LSTM, a
-functional model with two inputs (the probe is a list of arrays), and mixed
+functional model with two inputs (the probe is a list of arrays), token ids of any
+length (a probe of unknown size is reduced on the device), and mixed
 precision (float16 activations, a LossScaleOptimizer). Every one is read without a
 monitor-error."""
 
@@ -51,6 +52,16 @@ def tokens() -> tuple[keras.Model, Any]:
     return model, RNG.integers(0, 50, size=(N, 12)).astype(np.int32)
 
 
+def tokens_any_length() -> tuple[keras.Model, Any]:
+    # Outputs of unknown length: the probe's size is unknown before it runs, so it is
+    # reduced on the device while the (small) weights are read on the host.
+    ids = keras.Input((None,), dtype="int32")
+    h = keras.layers.Embedding(50, 8, name="embed")(ids)
+    h = keras.layers.LSTM(8, name="lstm")(h)
+    model = keras.Model(ids, keras.layers.Dense(3, name="out")(h))
+    return model, RNG.integers(0, 50, size=(N, 12)).astype(np.int32)
+
+
 def two_inputs() -> tuple[keras.Model, Any]:
     a, b = keras.Input((4,), name="a"), keras.Input((5,), name="b")
     h = keras.layers.Dense(8, activation="tanh", name="hidden")(a)
@@ -69,11 +80,11 @@ def mixed_precision() -> tuple[keras.Model, Any]:
 
 
 KINDS: dict[str, Callable[[], tuple[keras.Model, Any]]] = {
-    "subclassed": subclassed, "tokens": tokens, "two-inputs": two_inputs,
-    "mixed-precision": mixed_precision}
+    "subclassed": subclassed, "tokens": tokens, "tokens-any-length": tokens_any_length,
+    "two-inputs": two_inputs, "mixed-precision": mixed_precision}
 # Layers whose outputs the probe reads: all but the subclassed model's.
-ACTIVATIONS = {"tokens": {"embed", "lstm", "out"}, "two-inputs": {"hidden", "join", "out"},
-               "mixed-precision": {"hidden", "out"}}
+ACTIVATIONS = {"tokens": {"embed", "lstm", "out"}, "tokens-any-length": {"embed", "lstm", "out"},
+               "two-inputs": {"hidden", "join", "out"}, "mixed-precision": {"hidden", "out"}}
 
 
 @pytest.mark.parametrize("side", dk.SIDES)
@@ -89,11 +100,13 @@ def test_model_kind_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kin
     doc = Doctor(tmp_path / "run", probe=(probe_x, Y[:32]), histogram_every=10,
                  verbose=False)
     model.fit(x, Y, batch_size=16, epochs=2, verbose=0, callbacks=[doc])
+    probe_side = type(doc._probe_fn).__module__.rsplit("_", 1)[-1]  # keras_host, keras_tf
+    assert probe_side == ("tf" if side == "device" or kind == "tokens-any-length" else "host")
     findings = doc.report().findings
     assert [f.evidence for f in findings if f.code == "monitor-error"] == []
     run = read_run_dir(tmp_path / "run")
     layers = {tag.split("/")[1] for tag in run.series if tag.endswith("/grad_norm")}
-    weighted = {"embed", "lstm", "out"} if kind == "tokens" else {"hidden", "out"}
+    weighted = {"embed", "lstm", "out"} if kind.startswith("tokens") else {"hidden", "out"}
     assert layers == weighted
     for layer in weighted:
         ratio = run.series[f"layer/{layer}/update_ratio"].values
