@@ -2,9 +2,9 @@
 its readings on the host and on the device: a subclassed model (its weights exist
 only after its first training step), token ids through an Embedding and an LSTM, a
 functional model with two inputs (the probe is a list of arrays), token ids of any
-length (a probe of unknown size is reduced on the device), and mixed
-precision (float16 activations, a LossScaleOptimizer). Every one is read without a
-monitor-error."""
+length (a probe of unknown size is reduced on the device), mixed precision (float16
+activations, a LossScaleOptimizer), and a model over a million weights (reduced on
+the device). Every one is read without a monitor-error."""
 
 from __future__ import annotations
 
@@ -62,6 +62,15 @@ def tokens_any_length() -> tuple[keras.Model, Any]:
     return model, RNG.integers(0, 50, size=(N, 12)).astype(np.int32)
 
 
+def wide() -> tuple[keras.Model, Any]:
+    # Over a million weights: read and reduced on the device, whatever the side asked.
+    model = keras.Sequential([keras.Input((6,)),
+                              keras.layers.Dense(1024, activation="relu", name="hidden"),
+                              keras.layers.Dense(1024, activation="relu", name="wide"),
+                              keras.layers.Dense(3, name="out")])
+    return model, RNG.normal(size=(N, 6)).astype(np.float32)
+
+
 def two_inputs() -> tuple[keras.Model, Any]:
     a, b = keras.Input((4,), name="a"), keras.Input((5,), name="b")
     h = keras.layers.Dense(8, activation="tanh", name="hidden")(a)
@@ -81,10 +90,14 @@ def mixed_precision() -> tuple[keras.Model, Any]:
 
 KINDS: dict[str, Callable[[], tuple[keras.Model, Any]]] = {
     "subclassed": subclassed, "tokens": tokens, "tokens-any-length": tokens_any_length,
-    "two-inputs": two_inputs, "mixed-precision": mixed_precision}
+    "two-inputs": two_inputs, "mixed-precision": mixed_precision, "wide": wide}
 # Layers whose outputs the probe reads: all but the subclassed model's.
 ACTIVATIONS = {"tokens": {"embed", "lstm", "out"}, "tokens-any-length": {"embed", "lstm", "out"},
-               "two-inputs": {"hidden", "join", "out"}, "mixed-precision": {"hidden", "out"}}
+               "two-inputs": {"hidden", "join", "out"}, "mixed-precision": {"hidden", "out"},
+               "wide": {"hidden", "wide", "out"}}
+# Where the readings are reduced when the host is asked for: the probe of an output of
+# unknown size goes to the device, a model over a million weights goes there whole.
+ON_DEVICE = {"tokens-any-length": ("host", "tf"), "wide": ("tf", "tf")}
 
 
 @pytest.mark.parametrize("side", dk.SIDES)
@@ -100,13 +113,15 @@ def test_model_kind_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kin
     doc = Doctor(tmp_path / "run", probe=(probe_x, Y[:32]), histogram_every=10,
                  verbose=False)
     model.fit(x, Y, batch_size=16, epochs=2, verbose=0, callbacks=[doc])
-    probe_side = type(doc._probe_fn).__module__.rsplit("_", 1)[-1]  # keras_host, keras_tf
-    assert probe_side == ("tf" if side == "device" or kind == "tokens-any-length" else "host")
+    sides = tuple(type(reader).__module__.rsplit("_", 1)[-1]  # keras_host / keras_tf
+                  for reader in (doc._weights, doc._probe_fn))
+    assert sides == (("tf", "tf") if side == "device" else ON_DEVICE.get(kind, ("host", "host")))
     findings = doc.report().findings
     assert [f.evidence for f in findings if f.code == "monitor-error"] == []
     run = read_run_dir(tmp_path / "run")
     layers = {tag.split("/")[1] for tag in run.series if tag.endswith("/grad_norm")}
-    weighted = {"embed", "lstm", "out"} if kind.startswith("tokens") else {"hidden", "out"}
+    weighted = ({"embed", "lstm", "out"} if kind.startswith("tokens")
+                else ACTIVATIONS["wide"] if kind == "wide" else {"hidden", "out"})
     assert layers == weighted
     for layer in weighted:
         ratio = run.series[f"layer/{layer}/update_ratio"].values
