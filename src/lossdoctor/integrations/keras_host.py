@@ -35,15 +35,9 @@ ValueReader = Callable[[], list[np.ndarray]]
 
 
 def to_numpy(v: Any) -> np.ndarray:
-    """A Keras variable's or a backend tensor's value as an array."""
+    """A Keras variable's or a backend tensor's value as an array (for the few values
+    read outside `read()`: BatchNorm statistics)."""
     return np.asarray(keras.ops.convert_to_numpy(v.value if hasattr(v, "value") else v))
-
-
-def value_reader(variables: Sequence[Any]) -> ValueReader:
-    """`read()`: the variables' values as arrays, through keras.ops (the backends may
-    have a faster `value_reader`: `keras_tf`'s)."""
-    variables = list(variables)
-    return lambda: [to_numpy(v) for v in variables]
 
 
 class WeightReader:
@@ -79,16 +73,14 @@ def weight_histograms(read: ValueReader, var_layer: Sequence[int],
 class Probe:
     """`probe(with_histograms)`: the values of `keras_tf.Probe`, in its layout, from
     `raw()` = (probed outputs, BatchNorm inputs, gradient per variable) as arrays and
-    `read()` = the variables' values.
-    Without gradients (`gradients=False`) the gradient norms read 0 and the gradient
-    histograms are empty. A failing BatchNorm or histogram part is kept in
-    `failed_parts` (signal -> exception) and the rest goes on."""
+    `read()` = the variables' values (a backend's `value_reader`). A failing BatchNorm
+    or histogram part is kept in `failed_parts` (signal -> exception) and the rest goes
+    on."""
 
     def __init__(self, raw: RawProbe, read: ValueReader, kinds: Sequence[str],
                  bn_layers: Sequence[keras.layers.Layer], var_layer: Sequence[int],
-                 n_layers: int, gradients: bool = True) -> None:
+                 n_layers: int) -> None:
         self.failed_parts: dict[str, BaseException] = {}
-        self.gradients = gradients
         self._raw, self._read = raw, read
         self._kinds, self._bn_layers = list(kinds), list(bn_layers)
         self._var_layer, self._n_layers = var_layer, n_layers
@@ -108,7 +100,7 @@ class Probe:
         """Weights per layer, gradients per layer, then each probed output."""
         rows = [host_stats.histogram_row(ws)
                 for ws in by_layer(weights, self._var_layer, self._n_layers)]
-        rows += [host_stats.histogram_row(gs if self.gradients else [])
+        rows += [host_stats.histogram_row(gs)
                  for gs in by_layer(grads, self._var_layer, self._n_layers)]
         rows += [host_stats.histogram_row([a]) for a in acts]
         return np.concatenate(rows) if rows else np.zeros(0)
@@ -116,8 +108,6 @@ class Probe:
     def __call__(self, with_histograms: bool) -> np.ndarray:
         acts, bn_inputs, grads = self._raw()
         weights = self._read()
-        if not self.gradients:
-            grads = [np.zeros(0, np.float32) for _ in weights]
         parts = [host_stats.norms(grads), host_stats.norms(weights)]
         parts += [host_stats.activation_stats(a, k)
                   for a, k in zip(acts, self._kinds, strict=True)]
