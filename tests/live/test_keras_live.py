@@ -160,7 +160,7 @@ def test_the_doctors_share_counts_its_setup_and_first_step(tmp_path, monkeypatch
     monkeypatch.setattr(lk, "_probe_stats", probe_stats)
     keras.utils.set_random_seed(0)
     doc = dk.train(tmp_path / "r", dk.mlp(), keras.optimizers.Adam(1e-3), epochs=1)
-    assert probe_calls[0] > max(probe_calls[1:])  # the first call traced
+    assert probe_calls[0] > 3 * sorted(probe_calls)[len(probe_calls) // 2]  # it traced
     assert doc._budget.own >= sum(probe_calls)
 
 
