@@ -596,10 +596,11 @@ class Doctor:
         cost = max(self._cost + (now - start) - self._waited, 0.0)
         self._waited = 0.0
         work = self._did_read or ("sync" if synced else "")
-        kind = ("edge" if self._edge else work or ("after" if self._worked else "plain"))
-        # The first step's training time is unknown: its own cost still counts.
-        self._budget.step(cost if self._last_log is None else now - self._last_log, cost,
-                          "edge" if self._last_log is None else kind)
+        if self._last_log is None:  # the first step: its training time is unknown,
+            self._budget.step(cost, cost, "edge")  # its own cost still counts
+        else:
+            kind = ("edge" if self._edge else work or ("after" if self._worked else "plain"))
+            self._budget.step(now - self._last_log, cost, kind)
         self._last_log, self._cost, self._did_read = now, 0.0, ""
         self._worked, self._edge = bool(work), False
         if self.monitor.should_stop:
