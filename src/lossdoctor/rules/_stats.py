@@ -24,6 +24,12 @@ Direction = Literal["falling", "flat", "rising"]
 
 # How sure a trend must be before we call it: |change| / its standard error.
 T_CRIT = 3.0
+# A short curve that moves the same way at every point is a trend even when a straight
+# line fits it badly (a decelerating fall over 4-5 epochs leaves residuals as large as
+# the fall, so its t stays under T_CRIT): by chance, n noisy points are in order with
+# probability 2/n!, 1.7% for 5 points. Four points (8%) also need t >= MONOTONE_T_4.
+MONOTONE_MIN_POINTS = 5
+MONOTONE_T_4 = 2.0
 # How large it must be to matter: a fraction of the curve's level (or range).
 MIN_RELATIVE_CHANGE = 0.05
 # ... and never less than this share of the level itself: a flat, quiet curve has a
@@ -148,9 +154,19 @@ def trend(
     if start > 0:
         big_enough = big_enough and abs(change) >= MIN_LEVEL_CHANGE * start
     direction: Direction = "flat"
-    if t >= t_crit and big_enough and n >= 3:
+    if big_enough and n >= 3 and (t >= t_crit or _in_order(y, t)):
         direction = "falling" if change < 0 else "rising"
     return Trend(direction, start, end, change, noise, t, n)
+
+
+def _in_order(y: np.ndarray, t: float) -> bool:
+    """Whether a short curve moves strictly one way at every point (see
+    MONOTONE_MIN_POINTS)."""
+    n = y.size
+    if n < 4 or (n < MONOTONE_MIN_POINTS and t < MONOTONE_T_4):
+        return False
+    steps = np.diff(y)
+    return bool((steps < 0).all() or (steps > 0).all())
 
 
 def curve_scale(b: Binned, window_values: np.ndarray) -> float:
