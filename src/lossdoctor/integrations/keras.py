@@ -261,7 +261,12 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         writes at most every `flush_interval_s`, checked at each step and epoch end;
         both further apart when one takes more than 0.5% of the time).
 
-    One `fit` per Doctor: the run is closed at the end of training.
+    Several `fit` calls with one Doctor (training in stages: a frozen base, then
+    fine-tuning) make one run: steps and epochs count on, the layers and the probe are
+    set up again for the model as it is then (newly trainable layers, a new
+    optimizer) and read densely again from its start, a note in run.json says where each later fit began, and the event
+    files of each fit sit side by side in `run_dir`. The run is closed at the end of
+    each fit; `report()` covers every fit so far.
     """
 
     def __init__(
@@ -297,8 +302,11 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         self.probe_every = probe_every
         self._budget = OverheadBudget(max_overhead, every, max_every)
         self._reading_plan = ReadingPlan(self.schedule, self._budget)  # weight readings
-        self._next_probe = dense_steps  # the first probe after the dense start
+        # Steps into the current fit (each fit starts densely again) of the next probe
+        # after the dense start and of the next histograms.
+        self._next_probe = dense_steps
         self._next_hist = 0
+        self._fit_start = 0  # the step the current fit began at
         self._cost = 0.0  # seconds in the Doctor since the last batch end
         self._last_end: float | None = None
         self._did = ""  # the work on this step: "probe", "read" or ""
@@ -341,6 +349,16 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         self._bn_measured: list[int] = []  # those whose input the probe sees
         self._hist_tags: list[str] = []  # the probe's histograms, in its order
         self._probe_gradients = True  # False: the backend's probe has no gradients
+        self._fits = 0  # fit calls seen
+
+    def _forget_layers(self) -> None:
+        """Drop what was set up for the model as it was (before a later fit)."""
+        self._weights = self._probe_fn = self._weight_hist_fn = self._read_values = None
+        self._snapped = None
+        self._params = 0
+        self._vars, self._var_layer, self._param_layers = [], [], []
+        self._act_layers, self._bns, self._bn_measured, self._hist_tags = [], [], [], []
+        self._probe_gradients = True
 
     # --- setup --------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -526,46 +544,78 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
 
     # --- Keras hooks --------------------------------------------------------------------
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
-        if self.monitor is not None:
-            return
         start = time.perf_counter()
-        try:
-            self._setup()
-        except FileExistsError:
-            raise  # a used run_dir: say so before training, as the torch Doctor does
-        except Exception as exc:
-            if self.monitor is not None:
-                self.monitor.monitor_error("setup", exc)
-            else:
-                raise
+        self._fits += 1
+        if self.monitor is not None:
+            if not self.monitor.closed:
+                return
+            self._next_fit()
+        else:
+            try:
+                self._setup()
+            except FileExistsError:
+                raise  # a used run_dir: say so before training, as the torch Doctor does
+            except Exception as exc:
+                if self.monitor is not None:
+                    self.monitor.monitor_error("setup", exc)
+                else:
+                    raise
         # The first step's interval runs from here, so the setup and the first step's
         # readings (which trace the probe) count in the Doctor's share.
         self._last_end = time.perf_counter()
         self._cost = self._last_end - start
 
-    def _probe_due(self, step: int) -> bool:
-        if step < self.schedule.dense_steps:
-            return step % self.schedule.every == 0
-        return step >= self._next_probe
+    def _next_fit(self) -> None:
+        """A later `fit` with this Doctor: the same run goes on, set up for the model as
+        it is now."""
+        mon = self.monitor
+        assert mon is not None
+        with mon.guard("setup"):
+            mon.reopen()
+            optimizer = getattr(self.model, "optimizer", None)
+            self._note("fit", f"fit {self._fits} began at step {self._step} (epoch "
+                       f"{self._epoch}), optimizer "
+                       f"{type(optimizer).__name__ if optimizer else None}: layers and "
+                       "probe set up again")
+            self._forget_layers()
+            # A new stage starts densely, as the first did: failures start there too.
+            self._fit_start = self._step
+            self._reading_plan.restart()
+            self._next_probe, self._next_hist = self.schedule.dense_steps, 0
+            if self._backend is None:  # JAX: curves only
+                return
+            if self.model.built:
+                self._setup_readers()
+            else:
+                self._unbuilt = True
+        # Its first step may retrace the user's train function: not a plain step.
+        self._edge = True
+
+    def _probe_due(self, at: int) -> bool:
+        """Whether a probe is due `at` steps into the current fit."""
+        if at < self.schedule.dense_steps:
+            return at % self.schedule.every == 0
+        return at >= self._next_probe
 
     def on_train_batch_begin(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         if self.monitor is None:
             return
         start = time.perf_counter()
         step = self._step
+        at = step - self._fit_start  # the schedule starts again with each fit
         if self._weights is not None and self._snapped != step \
-                and self._reading_plan.due(step):
+                and self._reading_plan.due(at):
             with self.monitor.guard("weights"):
                 self._weights.snapshot()
                 self._snapped = step
             self._did = "read"
         stretch = self._reading_plan.stretch
-        histograms = self.histogram_every > 0 and step >= self._next_hist
+        histograms = self.histogram_every > 0 and at >= self._next_hist
         if histograms:
-            self._next_hist = step + self.histogram_every * stretch
-        probe = self._probe_due(step)
-        if probe and step >= self.schedule.dense_steps:
-            self._next_probe = step + self.probe_every * stretch
+            self._next_hist = at + self.histogram_every * stretch
+        probe = self._probe_due(at)
+        if probe and at >= self.schedule.dense_steps:
+            self._next_probe = at + self.probe_every * stretch
         if probe or histograms:
             self._run_probe(step, histograms)
             self._did = "probe"
@@ -640,10 +690,10 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         assert mon is not None and self._weights is not None
         self._snapped = None
         self._did = self._did or "read"
-        self._reading_plan.taken(step)
+        self._reading_plan.taken(step - self._fit_start)
         with mon.guard("updates"):
             nxt = step + 1
-            snap = self._reading_plan.due(nxt)
+            snap = self._reading_plan.due(nxt - self._fit_start)
             row = self._weights.read(snapshot_next=snap)
             if snap:
                 self._snapped = nxt

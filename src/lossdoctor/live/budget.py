@@ -148,6 +148,10 @@ class ReadingPlan:
                 return first
         return max(step, self._next)
 
+    def restart(self) -> None:
+        """Steps count from 0 again (a later stage of training), dense start first."""
+        self._next = self.schedule.dense_steps
+
     def taken(self, step: int) -> None:
         """A reading was taken at `step`: after the dense start, the next is one
         budget period on."""

@@ -156,3 +156,10 @@ class LiveMonitor:
         self.closed = True
         with self.guard("close"):
             self.store.close()
+
+    def reopen(self) -> None:
+        """Go on recording after `close()`; findings already reported stay reported."""
+        if not self.closed:
+            return
+        self.store.reopen()
+        self.closed = False

@@ -80,6 +80,7 @@ class RunStore:
                                      "started": time.time(), "live_findings": []}
         self.meta.update(meta or {})
         self._writer = EventFileWriter(self.run_dir, max_queue=1 << 30)
+        self.closed = False
         self._steps: dict[str, list[int]] = {}
         self._values: dict[str, list[float]] = {}
         self._histograms: dict[str, list[Histogram]] = {}
@@ -127,7 +128,20 @@ class RunStore:
                             source=str(self.run_dir), histograms=self._histograms)
 
     def close(self) -> None:
+        self.closed = True
         self.meta["status"] = "closed"
         self.meta["ended"] = time.time()
         self._writer.close()
+        self.write_meta()
+
+    def reopen(self) -> None:
+        """Record again after `close()` (a later stage of the same training): into a
+        new event file beside the first (readers join them in name order), with what
+        was recorded before still in memory."""
+        if not self.closed:
+            return
+        self._writer = EventFileWriter(self.run_dir, max_queue=1 << 30)
+        self.closed = False
+        self.meta["status"] = "running"
+        self.meta.pop("ended", None)
         self.write_meta()
