@@ -264,9 +264,10 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
     Several `fit` calls with one Doctor (training in stages: a frozen base, then
     fine-tuning) make one run: steps and epochs count on, the layers and the probe are
     set up again for the model as it is then (newly trainable layers, a new
-    optimizer) and read densely again from its start, a note in run.json says where each later fit began, and the event
-    files of each fit sit side by side in `run_dir`. The run is closed at the end of
-    each fit; `report()` covers every fit so far.
+    optimizer) and read densely again from its start, a note in run.json says where
+    each later fit began, and the event files of each fit sit side by side in
+    `run_dir`. The run is closed at the end of each fit; `report()` covers every fit
+    so far.
     """
 
     def __init__(
