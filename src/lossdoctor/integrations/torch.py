@@ -252,7 +252,9 @@ class Doctor:
         self._bns: list[tuple[str, torch.nn.Module]] = []
         self._bn_of: dict[int, int] = {}  # index into _hooked -> index into _bns
         layers_meta: list[dict[str, Any]] = []
-        for name, module in model.named_modules():
+        # torch.compile(model) wraps the module: layers are named as in the module.
+        inner = getattr(model, "_orig_mod", model)
+        for name, module in inner.named_modules():
             own = [p for p in module.parameters(recurse=False) if id(p) in self._in_opt]
             cls = type(module).__name__
             kind = ACTIVATIONS.get(cls.lower(), "")
@@ -286,7 +288,18 @@ class Doctor:
             "histogram_every": histogram_every,
             "hparams": {"optimizer": type(optimizer).__name__,
                         **_group_hparams(optimizer), **dict(hparams or {})},
+            "notes": [],
         }
+        if _compiled(model):
+            # Dynamo traces forward hooks into the compiled graph, and one added or
+            # removed forces a recompile (or fails to trace: seen with torch 2.13 on a
+            # plain Sequential); the optimizer's hooks run outside it and stay.
+            self._hooked, self._bn_of = [], {}
+            meta["notes"].append({
+                "level": "info", "signal": "activations",
+                "note": "the model is compiled (torch.compile): activation, BatchNorm and "
+                        "activation-histogram signals skipped (forward hooks would change "
+                        "the compiled graph); weights, updates and gradients are read"})
         self.monitor = LiveMonitor(run_dir, framework="torch", schedule=self.schedule,
                                    meta=meta, on_finding=on_finding,
                                    stop_on_critical=stop_on_critical, verbose=verbose)
@@ -328,6 +341,7 @@ class Doctor:
         self._epoch_loss_sum = 0.0
         self._epoch_loss_n = 0
         self._first_bad_loss: int | None = None
+        self._counts_noted = False  # log() calls and optimizer steps parted (a note)
         self._writes, self._checks = Pacer(flush_interval_s), Pacer(check_interval_s)
         # Only the post-step hook stays on every step (it counts them); the pre-step
         # and forward hooks are there only on steps that read, since each costs on
@@ -632,7 +646,25 @@ class Doctor:
         # write each (about 2 ms).
         self._sync(then=lambda: self._epoch_loss(step, write=not own_loss))
         self._epoch += 1
+        self._check_step_counts()
         self.monitor.raise_if_stopping()
+
+    def _check_step_counts(self) -> None:
+        """Per-layer signals are indexed by optimizer step and losses by `log()` call:
+        say so once when the two counts part (gradient accumulation logging every
+        micro-batch, or a loop that logs only some steps)."""
+        logs, steps = self._step, self._opt_step
+        if self._counts_noted or steps == 0 or abs(logs - steps) <= max(2, 0.1 * steps):
+            return
+        self._counts_noted = True
+        with self.monitor.guard("log"):
+            self.monitor.store.meta["notes"].append({
+                "level": "warning", "signal": "steps",
+                "note": f"log() was called {logs} times for {steps} optimizer steps: "
+                        "per-layer signals are at optimizer steps, losses at log() "
+                        "calls, so their steps do not line up; call log() once per "
+                        "optimizer step (with gradient accumulation, after the step)"})
+            self.monitor.store.write_meta()
 
     def _epoch_loss(self, step: int, write: bool) -> None:
         if write and self._epoch_loss_n:
@@ -663,6 +695,7 @@ class Doctor:
         self._sync(wait=True)
         self._drain()
         self._hook_optimizer(False)
+        self._check_step_counts()
         with self.monitor.guard("write"):
             self.monitor.store.meta["overhead"] = self._budget.to_dict()
             self.monitor.store.write_meta()
@@ -983,6 +1016,14 @@ class Doctor:
                 f"(step {step})")
             self._hunt = False
             return
+
+
+def _compiled(model: torch.nn.Module) -> bool:
+    """Whether the model's forward runs compiled: `torch.compile(model)` (a wrapper
+    holding `_orig_mod`) or `model.compile()` on it or on a submodule."""
+    if hasattr(model, "_orig_mod"):
+        return True
+    return any(getattr(m, "_compiled_call_impl", None) is not None for m in model.modules())
 
 
 def _epoch_tag(name: str) -> str:

@@ -53,8 +53,18 @@ def run_from_raw(raw: Mapping[str, Series], meta: Mapping[str, Any], *, name: st
     meta_out: dict[str, object] = dict(meta)
     meta_out["live_findings"] = list(meta.get("live_findings", []) or [])
     return Run(name=name, source=source, format=FORMAT, series=series, meta=meta_out,
-               warnings=list(warnings or []),
+               warnings=[*(warnings or []), *_doctor_notes(meta)],
                histograms={k: list(v) for k, v in (histograms or {}).items()})
+
+
+def _doctor_notes(meta: Mapping[str, Any]) -> list[str]:
+    """The live doctor's notes in run.json (signals it skipped and why, where a later
+    fit began), shown with the report as the readers' notes are."""
+    notes = meta.get("notes")
+    if not isinstance(notes, list):
+        return []
+    return [n["note"] for n in notes
+            if isinstance(n, Mapping) and isinstance(n.get("note"), str)]
 
 
 def _event_files(folder: Path) -> list[Path]:
