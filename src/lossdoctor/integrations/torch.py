@@ -288,14 +288,15 @@ class Doctor:
             "histogram_every": histogram_every,
             "hparams": {"optimizer": type(optimizer).__name__,
                         **_group_hparams(optimizer), **dict(hparams or {})},
-            "notes": [],
         }
+        notes: list[dict[str, str]] = []
+        meta["notes"] = notes
         if _compiled(model):
             # Dynamo traces forward hooks into the compiled graph, and one added or
             # removed forces a recompile (or fails to trace: seen with torch 2.13 on a
             # plain Sequential); the optimizer's hooks run outside it and stay.
             self._hooked, self._bn_of = [], {}
-            meta["notes"].append({
+            notes.append({
                 "level": "info", "signal": "activations",
                 "note": "the model is compiled (torch.compile): activation, BatchNorm and "
                         "activation-histogram signals skipped (forward hooks would change "
