@@ -351,6 +351,8 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         self._hist_tags: list[str] = []  # the probe's histograms, in its order
         self._probe_gradients = True  # False: the backend's probe has no gradients
         self._fits = 0  # fit calls seen
+        # The log holding the training loss: "" until the first batch's logs are seen.
+        self._loss_key: str | None = ""
 
     def _forget_layers(self) -> None:
         """Drop what was set up for the model as it was (before a later fit)."""
@@ -650,7 +652,10 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
                 self._setup_readers()
         # The unsampled step's path: the loss, kept as two numbers; nothing else.
         try:
-            mean = float(logs["loss"]) if logs and "loss" in logs else None
+            if self._loss_key == "" and logs:
+                self._loss_key = self._choose_loss_key(logs)
+            key = self._loss_key
+            mean = float(logs[key]) if key and logs and key in logs else None
             if mean is not None:
                 k = self._batch_in_epoch
                 prev = self._prev_mean
@@ -673,6 +678,22 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
             self._writes.run(self._flush)
         if self._checks.due():
             self._checks.run(self._check)
+
+    def _choose_loss_key(self, logs: Mapping[str, Any]) -> str | None:
+        """The log that is the training loss: `loss`, or else the one training log
+        named like a loss (a custom `train_step` returning `{"my_loss": ...}`)."""
+        if "loss" in logs:
+            return "loss"
+        named = sorted(k for k in logs if k.endswith("loss") and not k.startswith("val_"))
+        if len(named) == 1:
+            self._note("loss", f"the logs have no 'loss': {named[0]!r} is recorded as the "
+                       "training loss")
+            return named[0]
+        self._note("loss", "the logs have no 'loss'" + (
+            f" but several ({', '.join(named)}): none is recorded as the training loss "
+            "(`lossdoctor diagnose --train-loss epoch/NAME` names one)" if named
+            else ": no training loss is recorded"))
+        return None
 
     def _bad_loss(self, step: int) -> None:
         mon = self.monitor
@@ -714,9 +735,12 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         step = max(self._step - 1, 0)
         with mon.guard("epoch"):
             given: dict[str, float] = {}
+            key = self._loss_key or "loss"
             for name, value in (logs or {}).items():
+                tag = ("epoch/train_loss" if name == key else "epoch/val_loss"
+                       if name == f"val_{key}" else _epoch_tag(name))
                 try:
-                    given[_epoch_tag(name)] = float(value)
+                    given[tag] = float(value)
                 except (TypeError, ValueError):
                     continue
             if "epoch/train_loss" not in given and self._epoch_loss_n:

@@ -189,8 +189,8 @@ def load(path: str | Path, options: Options | None = None) -> list[Loaded]:
     return _load_dir(root, options)
 
 
-def _read_lossdoctor_dir(folder: Path) -> list[Run]:
-    return [read_run_dir(folder)]
+def _read_lossdoctor_dir(folder: Path, options: Options) -> list[Run]:
+    return [read_run_dir(folder, train_loss=options.train_loss, val_loss=options.val_loss)]
 
 
 def _load_dir(root: Path, options: Options) -> list[Loaded]:
@@ -203,9 +203,8 @@ def _load_dir(root: Path, options: Options) -> list[Loaded]:
             continue
         if is_lossdoctor_run_dir(folder):
             # A live-doctor run folder: its event files and run.json are one run.
-            results += _named(
-                _safely(str(folder), partial(_read_lossdoctor_dir, folder), options), run_name
-            )
+            read = partial(_read_lossdoctor_dir, folder, options)
+            results += _named(_safely(str(folder), read, options), run_name)
             continue
         has_events = any(_is_event_name(f.name) for f in files)
         splits = [

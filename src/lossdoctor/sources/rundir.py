@@ -42,13 +42,15 @@ def is_lossdoctor_run_dir(path: str | Path) -> bool:
 
 def run_from_raw(raw: Mapping[str, Series], meta: Mapping[str, Any], *, name: str,
                  source: str, warnings: list[str] | None = None,
-                 histograms: Mapping[str, list[Histogram]] | None = None) -> Run:
+                 histograms: Mapping[str, list[Histogram]] | None = None,
+                 train_loss: str | None = None, val_loss: str | None = None) -> Run:
     """A Run from raw scalar series (tag -> Series), run.json's content and any
-    histograms (tag -> histograms in step order)."""
+    histograms (tag -> histograms in step order); `train_loss` / `val_loss` name the
+    series that hold the losses when their tags do not say so (KeyError if absent)."""
     with_epochs = attach_epochs(raw)
     layers = {k: v for k, v in with_epochs.items() if k.startswith(LAYER_PREFIX)}
     others = {k: v for k, v in with_epochs.items() if not k.startswith(LAYER_PREFIX)}
-    series = canonicalize(others) if others else {}
+    series = canonicalize(others, train_loss=train_loss, val_loss=val_loss) if others else {}
     series.update(layers)
     meta_out: dict[str, object] = dict(meta)
     meta_out["live_findings"] = list(meta.get("live_findings", []) or [])
@@ -97,11 +99,13 @@ def read_run_json(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def read_run_dir(path: str | Path) -> Run:
+def read_run_dir(path: str | Path, *, train_loss: str | None = None,
+                 val_loss: str | None = None) -> Run:
     """The Run of a lossdoctor run folder: scalars from its event files (joined in
     file-name order), metadata from run.json, live-only findings in
     `meta["live_findings"]`. A torn last record (the process was killed) is read past
-    with a warning, like any event file."""
+    with a warning, like any event file. `train_loss` / `val_loss`: tags of the series
+    to take as the losses (`--train-loss`)."""
     folder = Path(path)
     meta = read_run_json(folder)
     parts: dict[str, list[Series]] = {}
@@ -125,8 +129,12 @@ def read_run_dir(path: str | Path) -> Run:
         )
         for tag, chunks in parts.items()
     }
-    return run_from_raw(raw, meta, name=folder.resolve().name or str(folder),
-                        source=str(folder), warnings=warnings, histograms=histograms)
+    try:
+        return run_from_raw(raw, meta, name=folder.resolve().name or str(folder),
+                            source=str(folder), warnings=warnings, histograms=histograms,
+                            train_loss=train_loss, val_loss=val_loss)
+    except KeyError as exc:  # a --train-loss / --val-loss the run does not have
+        raise InputError(str(folder), str(exc.args[0])) from exc
 
 
 __all__ = ["RUN_JSON", "is_lossdoctor_run_dir", "read_run_dir", "read_run_json", "run_from_raw"]
