@@ -69,6 +69,7 @@ import numpy as np
 
 from lossdoctor.diagnosis import Diagnosis
 from lossdoctor.findings import Finding
+from lossdoctor.live.at_exit import close_at_exit
 from lossdoctor.live.budget import OverheadBudget, ReadingPlan
 from lossdoctor.live.monitor import HISTOGRAM_BINS, LiveMonitor, StopTraining
 from lossdoctor.live.pacing import CHECK_INTERVAL_S, FLUSH_INTERVAL_S, Pacer
@@ -389,6 +390,7 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
                                    stop_on_critical=self.stop_on_critical,
                                    verbose=self.verbose)
         self.run_dir = self.monitor.store.run_dir
+        close_at_exit(self)  # a fit that raised never reaches on_train_end
         if keras.backend.backend() == "jax":
             # Keras' JAX trainer holds the weights outside the model during an epoch
             # (the model's variables are emptied and written back at its end): no

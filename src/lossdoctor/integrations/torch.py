@@ -31,6 +31,7 @@ import torch
 
 from lossdoctor.diagnosis import Diagnosis
 from lossdoctor.findings import Finding
+from lossdoctor.live.at_exit import close_at_exit
 from lossdoctor.live.budget import OverheadBudget, ReadingPlan
 from lossdoctor.live.host_stats import SATURATION
 from lossdoctor.live.monitor import HISTOGRAM_BINS, LiveMonitor, StopTraining
@@ -355,6 +356,7 @@ class Doctor:
         self._reads = False  # the coming step reads something (set by `_plan`)
         self._next_event = 0  # the first optimizer step from which one may read
         self._hook_optimizer(True)
+        close_at_exit(self)  # a script that never closes it keeps its last steps
 
 
     # --- hooks (each guarded: a failure is one monitor-error, never a crash) -------------

@@ -92,6 +92,15 @@ def _read_file(path: Path, kind: str, options: Options) -> list[Run]:
 
 
 def _check_has_loss(run: Run) -> Run:
+    if run.format == "lossdoctor" and not run.series:
+        status = run.meta.get("status")
+        raise InputError(
+            run.source,
+            "the live doctor has recorded nothing here yet (run.json status: "
+            f"{status}): "
+            + ("its training is in its first seconds, or its process ended before the "
+               "first write (e.g. killed)" if status == "running" else "no step was logged"),
+        )
     if run.get(TRAIN_LOSS) is None and run.get(VAL_LOSS) is None:
         names = sorted(k.removeprefix("extra/") for k in run.series)
         shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
