@@ -106,3 +106,26 @@ def test_epoch_metrics_use_lossdoctor_roles():
     assert epoch_metrics(metrics) == {
         "val_loss": 0.5, "val_accuracy": metrics["val_acc"], "train_accuracy": 0.95, "f1": 0.4,
     }
+
+
+def test_a_second_fit_with_the_same_callback_goes_on_in_the_same_run(tmp_path: Path):
+    # Training in stages: a second Trainer (or trainer.fit again) with the callback
+    # used before. Its first Doctor was closed by the first fit's end.
+    torch.manual_seed(0)
+    callback = DoctorCallback(tmp_path / "run", verbose=False)
+    module = DigitsNet(lr=0.1)
+    train, val = loaders()
+    for epochs in (2, 4):
+        trainer = pl.Trainer(max_epochs=epochs, callbacks=[callback], logger=False,
+                             enable_checkpointing=False, enable_progress_bar=False,
+                             enable_model_summary=False, accelerator="cpu", devices=1)
+        trainer.fit(module, train, val)
+    assert "monitor-error" not in callback.report().codes()
+    run = read_run_dir(tmp_path / "run")
+    steps = run.series["train/loss_step"].steps
+    assert len(steps) == (2 + 4) * 22 and (steps == range(len(steps))).all()
+    assert len(run.series["val/loss"]) == 6
+    weights = run.series["layer/net.0/weight_norm"].steps
+    assert weights.min() < 2 * 22 <= weights.max()  # read in both fits
+    assert len(list((tmp_path / "run").glob("events.out.tfevents.*"))) == 2
+    assert any("resumed at step 44" in w for w in run.warnings)

@@ -117,3 +117,41 @@ def test_autocast_with_a_grad_scaler_is_read_without_notes(tmp_path: Path):
     run = read_run_dir(tmp_path / "run")
     acts = run.get("layer/1/act_mean")
     assert acts is not None and len(acts) >= 3
+
+
+def test_layers_unfrozen_into_the_optimizer_are_watched_from_then_on(tmp_path: Path):
+    # Gradual unfreezing: the first layer starts frozen and outside the optimizer, and
+    # joins it through add_param_group after the first epoch (as Lightning's
+    # BaseFinetuning does).
+    torch.manual_seed(0)
+    model = dt.mlp().to(dt.DEVICE)
+    first = model[0]
+    first.requires_grad_(False)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.05)
+    x, y = dt.digits()
+    per_epoch = len(range(0, len(x) - dt.BATCH + 1, dt.BATCH))
+    with Doctor(model, opt, tmp_path / "run", verbose=False) as doc:
+        for epoch in range(3):
+            if epoch == 1:
+                first.requires_grad_(True)
+                opt.add_param_group({"params": list(first.parameters()), "lr": 0.01})
+            for i in range(0, len(x) - dt.BATCH + 1, dt.BATCH):
+                loss = torch.nn.functional.cross_entropy(model(x[i:i + dt.BATCH]),
+                                                         y[i:i + dt.BATCH])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                doc.log(loss=loss)
+            doc.log_epoch()
+    assert "monitor-error" not in doc.report().codes()
+    run = read_run_dir(tmp_path / "run")
+    unfrozen, head = run.get("layer/0/weight_norm"), run.get("layer/6/weight_norm")
+    assert unfrozen is not None and head is not None
+    # Read from the first reading after it joined (the dense start: every 5 steps).
+    assert per_epoch <= int(unfrozen.steps[0]) < per_epoch + 5
+    assert len(unfrozen) >= 3
+    assert int(head.steps[0]) == 0 and len(head) > len(unfrozen)
+    grads = run.get("layer/0/grad_norm")
+    assert grads is not None and (grads.values > 0).all()
+    [note] = notes_of(tmp_path / "run")
+    assert note["signal"] == "layers" and "(new: 0)" in note["note"]

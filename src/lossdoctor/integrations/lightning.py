@@ -55,7 +55,8 @@ class DoctorCallback(pl.Callback):
     Options are those of `lossdoctor.torch.Doctor` (`every`, `dense_steps`,
     `on_finding`, `verbose`, ...). With `stop_on_critical=True` the trainer is asked
     to stop (`trainer.should_stop`) at the first critical finding; nothing is raised
-    inside Lightning's loop."""
+    inside Lightning's loop. A later `fit` with the same callback goes on recording
+    into the same run (`Doctor.resume`)."""
 
     def __init__(self, run_dir: str | os.PathLike[str], **doctor_options: Any) -> None:
         super().__init__()
@@ -67,6 +68,10 @@ class DoctorCallback(pl.Callback):
         optimizers = trainer.optimizers
         if not optimizers:
             return  # manual optimization without configure_optimizers: nothing to watch
+        if self.doctor is not None and self.doctor.monitor.closed:
+            # A later fit with this callback (training in stages): the same run.
+            self.doctor.resume(optimizers[0])
+            return
         self.doctor = Doctor(pl_module, optimizers[0], self.run_dir, **self.doctor_options)
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,

@@ -242,41 +242,13 @@ class Doctor:
         self.histogram_every = histogram_every
         self._budget = OverheadBudget(max_overhead, every, max_every)
         self._reading_plan = ReadingPlan(self.schedule, self._budget)
-        self._in_opt = {id(p) for g in optimizer.param_groups for p in g["params"]}
-        # Layers in depth order (registration order): those with weights in the
-        # optimizer get weight/update/grad signals; those and activations get
-        # activation statistics.
-        self._param_layers: list[str] = []
-        self._params: list[torch.Tensor] = []  # the trained parameters
-        self._param_layer: list[int] = []
-        self._hooked: list[tuple[str, torch.nn.Module, str]] = []
-        self._bns: list[tuple[str, torch.nn.Module]] = []
-        self._bn_of: dict[int, int] = {}  # index into _hooked -> index into _bns
-        layers_meta: list[dict[str, Any]] = []
         # torch.compile(model) wraps the module: layers are named as in the module.
-        inner = getattr(model, "_orig_mod", model)
-        for name, module in inner.named_modules():
-            own = [p for p in module.parameters(recurse=False) if id(p) in self._in_opt]
-            cls = type(module).__name__
-            kind = ACTIVATIONS.get(cls.lower(), "")
-            leaf = not any(True for _ in module.children())
-            # BatchNorm is watched even when its weights are not trained (fine-tuning).
-            bn = isinstance(module, torch.nn.modules.batchnorm._BatchNorm)
-            if not own and not (leaf and (kind or bn)):
-                continue
-            name = name or cls
-            if own:
-                for p in own:
-                    self._params.append(p)
-                    self._param_layer.append(len(self._param_layers))
-                self._param_layers.append(name)
-            if leaf:
-                if bn:
-                    self._bn_of[len(self._hooked)] = len(self._bns)
-                    self._bns.append((name, module))
-                self._hooked.append((name, module, kind))
-            layers_meta.append({"name": name, "type": cls, "kind": kind or cls.lower(),
-                                "params": sum(p.numel() for p in own)})
+        self._inner = getattr(model, "_orig_mod", model)
+        # Dynamo traces forward hooks into the compiled graph, and one added or removed
+        # forces a recompile (or fails to trace: seen with torch 2.13 on a plain
+        # Sequential); the optimizer's hooks run outside it and stay.
+        self._no_forward_hooks = _compiled(model)
+        layers_meta = self._collect_layers()
         meta = {
             "framework": "torch",
             "framework_version": torch.__version__,
@@ -292,11 +264,7 @@ class Doctor:
         }
         notes: list[dict[str, str]] = []
         meta["notes"] = notes
-        if _compiled(model):
-            # Dynamo traces forward hooks into the compiled graph, and one added or
-            # removed forces a recompile (or fails to trace: seen with torch 2.13 on a
-            # plain Sequential); the optimizer's hooks run outside it and stay.
-            self._hooked, self._bn_of = [], {}
+        if self._no_forward_hooks:
             notes.append({
                 "level": "info", "signal": "activations",
                 "note": "the model is compiled (torch.compile): activation, BatchNorm and "
@@ -362,6 +330,71 @@ class Doctor:
     # --- hooks (each guarded: a failure is one monitor-error, never a crash) -------------
     # Plain try/except rather than `monitor.guard`: a context manager costs microseconds
     # per call, and these run once per layer per sampled step.
+    def _opt_param_count(self) -> int:
+        return sum(len(g["params"]) for g in self.optimizer.param_groups)
+
+    def _collect_layers(self) -> list[dict[str, Any]]:
+        """The layers to watch, in depth order (registration order): those with weights
+        in the optimizer get weight/update/grad signals; those and activations get
+        activation statistics. Returns run.json's `layers`."""
+        self._n_opt_params = self._opt_param_count()
+        in_opt = {id(p) for g in self.optimizer.param_groups for p in g["params"]}
+        self._param_layers: list[str] = []
+        self._params: list[torch.Tensor] = []  # the trained parameters
+        self._param_layer: list[int] = []
+        self._hooked: list[tuple[str, torch.nn.Module, str]] = []
+        self._bns: list[tuple[str, torch.nn.Module]] = []
+        self._bn_of: dict[int, int] = {}  # index into _hooked -> index into _bns
+        layers_meta: list[dict[str, Any]] = []
+        for name, module in self._inner.named_modules():
+            own = [p for p in module.parameters(recurse=False) if id(p) in in_opt]
+            cls = type(module).__name__
+            kind = ACTIVATIONS.get(cls.lower(), "")
+            leaf = not any(True for _ in module.children())
+            # BatchNorm is watched even when its weights are not trained (fine-tuning).
+            bn = isinstance(module, torch.nn.modules.batchnorm._BatchNorm)
+            if not own and not (leaf and (kind or bn)):
+                continue
+            name = name or cls
+            if own:
+                for p in own:
+                    self._params.append(p)
+                    self._param_layer.append(len(self._param_layers))
+                self._param_layers.append(name)
+            if leaf and not self._no_forward_hooks:
+                if bn:
+                    self._bn_of[len(self._hooked)] = len(self._bns)
+                    self._bns.append((name, module))
+                self._hooked.append((name, module, kind))
+            layers_meta.append({"name": name, "type": cls, "kind": kind or cls.lower(),
+                                "params": sum(p.numel() for p in own)})
+        return layers_meta
+
+    def _relayout(self) -> None:
+        """The optimizer was given more (or fewer) parameters since the layers were
+        collected (`add_param_group`: gradual unfreezing, Lightning's BaseFinetuning):
+        what is read so far is written with the old layout, then the layers are
+        collected again. This step's activations, taken with the old layout, are
+        dropped."""
+        self._sync(wait=True)
+        self._drain()
+        self._set_forward_hooks(False)
+        self._hook_fns = []
+        self._acts, self._bn_vals, self._act_hists, self._seen = {}, {}, {}, set()
+        self._snapshot = self._before = None
+        watched = set(self._param_layers)
+        layers_meta = self._collect_layers()
+        meta = self.monitor.store.meta
+        meta["layers"] = layers_meta
+        added = [n for n in self._param_layers if n not in watched]
+        meta["notes"].append({
+            "level": "info", "signal": "layers",
+            "note": f"the optimizer's parameters changed at step {self._opt_step}: "
+                    f"{len(self._param_layers)} layers watched from then on"
+                    + (f" (new: {', '.join(added[:8])}{', ...' if len(added) > 8 else ''})"
+                       if added else "")})
+        self.monitor.store.write_meta()
+
     def _hook_optimizer(self, on: bool) -> None:
         """Attach the hooks (and plan the coming step) or take them all off."""
         if on and self._post_handle is None:
@@ -466,6 +499,9 @@ class Doctor:
         # Attached only for the steps that read (`_plan`).
         start = time.perf_counter()
         try:
+            if self._opt_param_count() != self._n_opt_params:
+                with self.monitor.guard("layers"):
+                    self._relayout()
             self._read_before_step()
         finally:
             self._cost += time.perf_counter() - start
@@ -704,6 +740,30 @@ class Doctor:
             self.monitor.store.write_meta()
         self._check()
         self.monitor.close()
+
+    def resume(self, optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Go on recording into this run after `close()`: a later stage of training
+        (a second Lightning `fit`), perhaps with a new optimizer. Steps and epochs
+        count on; the layers are collected again for the optimizer's parameters; a
+        note in run.json says where it resumed, and a new event file is written
+        beside the first."""
+        if not self.monitor.closed:
+            return
+        self.monitor.reopen()
+        with self.monitor.guard("setup"):
+            if optimizer is not None:
+                self.optimizer = optimizer
+            self._snapshot = self._before = None
+            self._hook_fns = []
+            meta = self.monitor.store.meta
+            meta["layers"] = self._collect_layers()
+            meta["notes"].append({
+                "level": "info", "signal": "resume",
+                "note": f"resumed at step {self._step} (epoch {self._epoch}), optimizer "
+                        f"{type(self.optimizer).__name__}: layers collected again"})
+            self.monitor.store.write_meta()
+        self._last_log = None  # the time before the first step is not a step's
+        self._hook_optimizer(True)
 
     def __enter__(self) -> Doctor:
         return self
