@@ -195,6 +195,18 @@ def test_layer_names_may_hold_slashes() -> None:
     }
 
 
+def test_layers_run_from_input_to_output_as_run_json_lists_them() -> None:
+    # Fine-tuning in stages: the head was read first (the base was frozen), so its
+    # series come first; the depth plots must still put the base on the input side.
+    grads = {name: Series.from_lists([0, 50, 100], [1.0, 0.5, 0.2])
+             for name in ("head", "base")}
+    run = Run("r", "s", "lossdoctor",
+              {f"layer/{name}/grad_norm": s for name, s in grads.items()},
+              meta={"layers": [{"name": "base"}, {"name": "head"}]})
+    plot = pd.by_depth_plot(diagnose(run), "grad_norm", "grads", "Gradient norm", "norm")
+    assert plot is not None and plot.x_ticks == ("base", "head")
+
+
 def test_heatmap_cell_keeps_the_value_farthest_from_the_healthy_ratio() -> None:
     steps = np.arange(10)
     ratios = np.full(10, 1e-3)

@@ -15,6 +15,7 @@ import numpy as np
 
 from lossdoctor.diagnosis import Diagnosis
 from lossdoctor.findings import Finding
+from lossdoctor.rules.layers import layer_signals  # depth order from run.json
 from lossdoctor.run import LR, TRAIN_ACC, TRAIN_LOSS, VAL_ACC, VAL_LOSS, Run, Series
 
 LAYER_PREFIX = "layer/"
@@ -430,19 +431,6 @@ def lr_plot(diagnosis: Diagnosis, buckets: int = 600) -> LinePlot | None:
 
 
 # --- per-layer signals ---------------------------------------------------------------
-
-
-def layer_signals(run: Run) -> dict[str, dict[str, Series]]:
-    """{layer: {signal: series}} from keys "layer/<name>/<signal>", in the order the
-    layers first appear (the order a monitor logs them: input side first)."""
-    out: dict[str, dict[str, Series]] = {}
-    for key, series in run.series.items():
-        if not key.startswith(LAYER_PREFIX):
-            continue
-        name, sep, signal = key[len(LAYER_PREFIX):].rpartition("/")
-        if sep and name:
-            out.setdefault(name, {})[signal] = series
-    return out
 
 
 def update_ratio_heatmap(
