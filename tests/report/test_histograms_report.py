@@ -107,3 +107,22 @@ def test_histogram_figures_draw_in_chromium(tmp_path: Path) -> None:
         assert browser.errors == [], browser.errors
     assert len(boxes) == 2
     assert all(w > 100 and h > 50 and n > 100 for w, h, n in boxes)
+
+
+def test_histogram_panels_follow_the_layers_depth_then_kind() -> None:
+    # Written head first (its base was frozen in a first stage): drawn input side first,
+    # each layer's weights, gradients, activations together; other tags after them.
+    rng = np.random.default_rng(0)
+    run = Run(name="stages", source="mem", format="lossdoctor",
+              series={TRAIN_LOSS: Series.from_lists([0, 1], [1.0, 0.5]),
+                      "layer/head/weight_norm": Series.from_lists([0], [1.0]),
+                      "layer/base/weight_norm": Series.from_lists([1], [1.0])},
+              meta={"layers": [{"name": "base"}, {"name": "head"}]})
+    for tag in ("layer/head/grad_hist", "layer/head/weight_hist", "keras/other/histogram",
+                "layer/base/act_hist", "layer/base/weight_hist"):
+        run.histograms[tag] = [_hist(0, rng.normal(size=50))]
+    assert [p.tag for p in pd.histogram_panels(run)] == [
+        "layer/base/weight_hist", "layer/base/act_hist", "layer/head/weight_hist",
+        "layer/head/grad_hist", "keras/other/histogram"]
+    page = render_html([diagnose(run)])
+    assert "1 histogram; shade" in page and "1 histograms" not in page

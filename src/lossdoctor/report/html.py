@@ -560,7 +560,7 @@ def draw_histogram_panel(panel: HistogramPanel) -> str:
     out.append(f'<text class="ld-xlabel" x="{(left + right) / 2:.0f}" y="{bottom + 30}">'
                "step</text></svg>")
     return (f'<figure class="ld-fig ld-hist" data-plot="hist:{_esc(panel.tag)}"><figcaption>'
-            f"<strong>{_esc(title)}</strong><span class=\"ld-note\">{n} histograms; "
+            f"<strong>{_esc(title)}</strong><span class=\"ld-note\">{n} histogram{'s' * (n != 1)}; "
             f"shade = share of values</span></figcaption>{''.join(out)}</figure>")
 
 

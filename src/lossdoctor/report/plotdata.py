@@ -8,7 +8,7 @@ point, because rules read the Run, never these.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -579,12 +579,13 @@ def _rebin(edges: np.ndarray, counts: np.ndarray, shared: np.ndarray) -> np.ndar
 
 def histogram_panels(run: Run, columns: int = HISTOGRAM_MAX_COLUMNS,
                      bins: int = HISTOGRAM_BINS) -> tuple[HistogramPanel, ...]:
-    """One panel per histogram tag of `run`, in the order the tags were written: at
-    most `columns` steps (evenly picked), every histogram rebinned onto `bins` equal
-    bins over the range of all of them, and normalized per step (fractions summing to
-    1; all zero where a step had no values)."""
+    """One panel per histogram tag of `run`: a live doctor's layers input side first
+    (weights, gradients, activations of each), other tags in the order they were
+    written; at most `columns` steps (evenly picked), every histogram rebinned onto
+    `bins` equal bins over the range of all of them, and normalized per step
+    (fractions summing to 1; all zero where a step had no values)."""
     panels = []
-    for tag, hists in run.histograms.items():
+    for tag, hists in sorted(run.histograms.items(), key=_histogram_order(run)):
         hs = [h for h in hists if np.isfinite(h.min) and np.isfinite(h.max)
               and np.isfinite(h.bucket_limit).all()]
         if not hs:
@@ -609,6 +610,23 @@ def histogram_panels(run: Run, columns: int = HISTOGRAM_MAX_COLUMNS,
                                      steps=np.array([h.step for h in hs], dtype=np.int64),
                                      edges=shared, density=density))
     return tuple(panels)
+
+
+_HISTOGRAM_KINDS = {"weight_hist": 0, "grad_hist": 1, "act_hist": 2}
+
+
+def _histogram_order(run: Run) -> Callable[[tuple[str, object]], tuple[int, int, int]]:
+    """Sort key of (tag, histograms) items: layers in depth order (see
+    `layer_signals`), then every other tag (the sort is stable: written order)."""
+    depth = {name: i for i, name in enumerate(layer_signals(run))}
+
+    def key(item: tuple[str, object]) -> tuple[int, int, int]:
+        layer, kind = _histogram_title(item[0])
+        if item[0].startswith(LAYER_PREFIX) and layer in depth:
+            return 0, depth[layer], _HISTOGRAM_KINDS.get(kind, 3)
+        return 1, 0, 0
+
+    return key
 
 
 def _histogram_title(tag: str) -> tuple[str, str]:
