@@ -1,5 +1,7 @@
 """Keras `history.history` saved with json.dump: one object mapping each metric to
-its per-epoch list (`{"loss": [...], "val_loss": [...], ...}`)."""
+its per-epoch list (`{"loss": [...], "val_loss": [...], ...}`); and Hugging Face's
+`trainer_state.json`, whose `log_history` holds one record per logging step or
+evaluation (read as JSON Lines are)."""
 
 from __future__ import annotations
 
@@ -48,6 +50,15 @@ def read_history_json(
                          (math.inf if c == "Infinity" else -math.inf))
     except (json.JSONDecodeError, RecursionError) as exc:
         raise InputError(source, f"not valid JSON ({exc})") from None
+    if isinstance(doc, dict) and isinstance(doc.get("log_history"), list):
+        # Hugging Face's trainer_state.json: one record per logging step or evaluation.
+        from lossdoctor.sources.tabular import read_records
+
+        records = [r for r in doc["log_history"] if isinstance(r, dict)]
+        if not records:
+            raise InputError(source, "trainer_state.json with an empty log_history")
+        return read_records(records, path, "hf-trainer-state", train_loss=train_loss,
+                            val_loss=val_loss)
     if isinstance(doc, dict) and isinstance(doc.get("history"), dict):
         doc = doc["history"]  # {"history": {...}, "params": {...}}
     if not isinstance(doc, dict):

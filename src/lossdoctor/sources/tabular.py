@@ -614,9 +614,7 @@ def _parse_jsonl(text: str, src: str, warnings: list[str]) -> _Table:
             bad_lines.append(i + 1)
             last_bad = s
             continue
-        flat: dict[str, object] = {}
-        _flatten(obj, "", flat, 0)
-        records.append(flat)
+        records.append(obj)
         line_nos.append(i + 1)
     if bad_lines:
         cut = (not line_nos or bad_lines[-1] > line_nos[-1]) and not last_bad.endswith("}")
@@ -625,6 +623,24 @@ def _parse_jsonl(text: str, src: str, warnings: list[str]) -> _Table:
             f"skipped {len(bad_lines)} line(s) that are not JSON objects "
             f"(first: line {bad_lines[0]}){tail}"
         )
+    return _records_table(records, src, warnings, "jsonl")
+
+
+# Hugging Face's Trainer ends its log with a summary record (`train_runtime`, and
+# `train_loss`: the mean over the whole run, which must not become a point of the curve).
+SUMMARY_KEYS = ("train_runtime",)
+
+
+def _records_table(objects: Sequence[dict[str, object]], src: str, warnings: list[str],
+                   fmt: str) -> _Table:
+    """A table from JSON objects, one row each (nested objects flattened to `a/b`)."""
+    records: list[dict[str, object]] = []
+    for obj in objects:
+        if any(key in obj for key in SUMMARY_KEYS):
+            continue
+        flat: dict[str, object] = {}
+        _flatten(obj, "", flat, 0)
+        records.append(flat)
     names: dict[str, None] = {}
     for rec in records:
         for key in rec:
@@ -657,7 +673,15 @@ def _parse_jsonl(text: str, src: str, warnings: list[str]) -> _Table:
             present[i] = True
         cols.append(_Column(name, values, present, bad, first_bad))
     meta: dict[str, object] = {"columns": list(names)}
-    return _Table(cols, n, [], meta, warnings, has_empty, fmt="jsonl")
+    return _Table(cols, n, [], meta, warnings, has_empty, fmt=fmt)
+
+
+def read_records(objects: Sequence[dict[str, object]], path: Path, fmt: str, *,
+                 train_loss: str | None = None, val_loss: str | None = None) -> list[Run]:
+    """Runs from JSON objects read elsewhere (one log record each, as in JSON Lines):
+    Hugging Face's `trainer_state.json` keeps them in `log_history`."""
+    table = _records_table(objects, str(path), [], fmt)
+    return _build_runs(table, path, str(path), train_loss, val_loss)
 
 
 def _json_number(v: object) -> float | None:
