@@ -12,6 +12,16 @@ class InputError(Exception):
         self.problem = problem
 
 
+class NotALogError(InputError):
+    """The file reads, but holds nothing a training log would (a JSON config, a
+    tokenizer's settings): an error when the user named the file, skipped when it
+    was found in a folder of logs."""
+
+
+class NoLossError(InputError):
+    """A log without any series that is a loss (named or told with --train-loss)."""
+
+
 class MissingExtraError(ImportError):
     """An optional dependency group is not installed."""
 

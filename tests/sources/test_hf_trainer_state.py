@@ -107,3 +107,38 @@ def test_an_empty_log_history_is_one_clear_line(tmp_path: Path,
     err = capsys.readouterr().err.strip()
     assert err.splitlines() == [f"lossdoctor: {path}: trainer_state.json with an empty "
                                 "log_history"]
+
+
+def test_an_output_folder_is_its_last_checkpoints_log(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]):
+    # What `Trainer(output_dir=...)` leaves: checkpoint folders, each with the log so
+    # far beside the model's and tokenizer's JSON files, which are not logs.
+    records = log_history()
+    for step in (500, 1000):
+        ckpt = tmp_path / "out" / f"checkpoint-{step}"
+        ckpt.mkdir(parents=True)
+        trainer_state(ckpt / "trainer_state.json",
+                      [r for r in records if r["step"] <= step and "train_runtime" not in r])
+        (ckpt / "config.json").write_text(json.dumps(
+            {"architectures": ["BertForSequenceClassification"], "hidden_size": 768,
+             "id2label": {"0": "NEG", "1": "POS"}, "torch_dtype": "float32"}))
+        (ckpt / "tokenizer_config.json").write_text(json.dumps(
+            {"do_lower_case": True, "model_max_length": 512}))
+        (ckpt / "preprocessor_config.json").write_text(json.dumps(
+            {"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}))
+        (ckpt / "scheduler.json").write_text(json.dumps({"last_epoch": None}))
+    (tmp_path / "out" / "all_results.json").write_text(json.dumps(
+        {"epoch": 4.0, "eval_accuracy": 0.8, "eval_loss": 0.31, "eval_runtime": 3.1,
+         "total_flos": 1.3e14, "train_loss": 0.61, "train_runtime": 301.7,
+         "train_samples_per_second": 106.1, "train_steps_per_second": 3.3}, indent=2))
+    (tmp_path / "out" / "eval_results.json").write_text(json.dumps(
+        {"epoch": 4.0, "eval_accuracy": 0.8, "eval_loss": 0.31, "eval_runtime": 3.1}))
+    loaded = load(tmp_path / "out")
+    assert [x.error for x in loaded] == [None]
+    run = loaded[0].run
+    assert run is not None and run.name == "checkpoint-1000/trainer_state.json"
+    assert any("checkpoint-500" in w for w in run.warnings)
+    assert main(["diagnose", str(tmp_path / "out")]) == 0
+    assert "lossdoctor:" not in capsys.readouterr().err
+    # Named alone, a config file is still an error of its own.
+    assert main(["diagnose", str(tmp_path / "out" / "checkpoint-500" / "config.json")]) == 2

@@ -7,12 +7,13 @@ many runs; each is read on its own so one bad run does not hide the others.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from lossdoctor.errors import InputError
+from lossdoctor.errors import InputError, NoLossError, NotALogError
 from lossdoctor.run import TRAIN_LOSS, VAL_LOSS, Run
 from lossdoctor.sources.rundir import is_lossdoctor_run_dir, read_run_dir
 
@@ -104,7 +105,7 @@ def _check_has_loss(run: Run) -> Run:
     if run.get(TRAIN_LOSS) is None and run.get(VAL_LOSS) is None:
         names = sorted(k.removeprefix("extra/") for k in run.series)
         shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
-        raise InputError(
+        raise NoLossError(
             run.source,
             f"no loss series found (series: {shown or 'none'}); "
             "name one with --train-loss or --val-loss",
@@ -157,6 +158,27 @@ def _named(loaded: list[Loaded], name: str) -> list[Loaded]:
             item.run.name = f"{name}#{suffix}" if suffix else name
         out.append(item)
     return out
+
+
+def _single_record(run: Run) -> bool:
+    return all(len(series) <= 1 for series in run.series.values())
+
+
+_CHECKPOINT = re.compile(r"checkpoint-(\d+)")
+
+
+def _checkpoint_states(file: Path) -> tuple[list[str], list[str]]:
+    """For a Hugging Face `checkpoint-N/trainer_state.json`: the sibling checkpoint
+    folders holding one at a later step, and those holding one at an earlier step (each
+    checkpoint's log is the start of the next one's)."""
+    here = _CHECKPOINT.fullmatch(file.parent.name)
+    if file.name != "trainer_state.json" or here is None:
+        return [], []
+    steps = sorted((int(m.group(1)), sibling.name) for sibling in file.parent.parent.iterdir()
+                   if (m := _CHECKPOINT.fullmatch(sibling.name)) is not None
+                   and (sibling / file.name).is_file())
+    at = int(here.group(1))
+    return ([name for n, name in steps if n > at], [name for n, name in steps if n < at])
 
 
 def _tensorboard_run_dirs(root: Path) -> Iterator[tuple[Path, list[Path]]]:
@@ -238,10 +260,23 @@ def _load_dir(root: Path, options: Options) -> list[Loaded]:
             if kind in (None, "tensorboard"):
                 continue  # a README or config beside the logs: not ours to read
             file_name = str(file.relative_to(root))
-            results += _named(
-                _safely(str(file), partial(_read_file, file, kind, options), options),
-                file_name,
-            )
+            later, earlier = _checkpoint_states(file)
+            if later:
+                continue  # a later checkpoint's trainer_state.json holds this log and more
+            loaded = _safely(str(file), partial(_read_file, file, kind, options), options)
+            for item in loaded:
+                if earlier and item.run is not None:
+                    item.run.warnings.append(
+                        f"read from the last checkpoint; the trainer_state.json of "
+                        f"{', '.join(earlier)} (the start of this log) skipped")
+            if kind in ("history", "jsonl"):
+                # JSON beside the logs (a model's config.json, a tokenizer's settings,
+                # HF's all_results.json) is not a log: skipped, as a README is.
+                # So is one record of results (HF's eval_results.json): no curve.
+                loaded = [x for x in loaded
+                          if not isinstance(x.error, NotALogError | NoLossError)
+                          and not (x.run is not None and _single_record(x.run))]
+            results += _named(loaded, file_name)
     if not results:
         return [
             Loaded(

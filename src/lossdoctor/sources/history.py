@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lossdoctor.errors import InputError
+from lossdoctor.errors import InputError, NotALogError
 from lossdoctor.run import Run, Series
 from lossdoctor.sources.names import canonicalize
 
@@ -62,7 +62,7 @@ def read_history_json(
     if isinstance(doc, dict) and isinstance(doc.get("history"), dict):
         doc = doc["history"]  # {"history": {...}, "params": {...}}
     if not isinstance(doc, dict):
-        raise InputError(source, "JSON is not an object of metric lists")
+        raise NotALogError(source, "JSON is not an object of metric lists")
     raw: dict[str, Series] = {}
     for name, values in doc.items():
         if not isinstance(values, list) or not values:
@@ -73,7 +73,7 @@ def read_history_json(
         epochs = np.arange(len(numbers), dtype=np.int64)
         raw[str(name)] = Series(epochs, np.asarray(numbers, dtype=np.float64), epochs.copy())
     if not raw:
-        raise InputError(source, "no numeric metric lists in the JSON object")
+        raise NotALogError(source, "no numeric metric lists in the JSON object")
     return [
         Run(
             name=path.name,

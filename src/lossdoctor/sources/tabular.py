@@ -23,7 +23,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from lossdoctor.errors import InputError
+from lossdoctor.errors import InputError, NotALogError
 from lossdoctor.run import TRAIN_LOSS, VAL_LOSS, Run, Series
 from lossdoctor.sources.names import assign_roles, canonicalize
 
@@ -645,8 +645,9 @@ def _records_table(objects: Sequence[dict[str, object]], src: str, warnings: lis
     for rec in records:
         for key in rec:
             names.setdefault(key, None)
-    if not records or not names:
-        raise InputError(src, "no numeric columns")
+    if not records or not names or not any(
+            _json_number(v) is not None for rec in records for v in rec.values()):
+        raise NotALogError(src, "no numeric columns")
     if len(names) > MAX_COLUMNS:
         raise InputError(src, f"more than {MAX_COLUMNS} keys: not a training log")
     n = len(records)
