@@ -175,3 +175,17 @@ def test_uncompiled_without_loss_says_so(digits) -> None:  # type: ignore[no-unt
     assert report.passed == ["inputs"]
     reasons = [f.evidence["reason"] for f in report.by_code("check-skipped")]
     assert len(reasons) == 2 and all("loss" in str(r) for r in reasons)
+
+
+def test_token_ids_are_indices_not_unscaled_features() -> None:
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 50, size=(256, 10)).astype(np.int32)
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((10,), dtype="int32")
+    h = keras.layers.LSTM(16)(keras.layers.Embedding(50, 16)(inp))
+    model = keras.Model(inp, keras.layers.Dense(3)(h))
+    model.compile(keras.optimizers.Adam(1e-3), sparse_ce())
+    report = lossdoctor.check(model, ids, ids[:, -1] % 3)
+    assert severe(report) == [] and "monitor-error" not in report.codes()
+    assert any("read as indices" in n for n in report.notes)
+    assert "inputs" in report.passed and "gradients" in report.passed

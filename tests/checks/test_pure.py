@@ -131,6 +131,7 @@ class _StubProbe:
     framework = "stub"
     model_name = "stub"
     n_parameters = 10
+    takes_indices = False
     loss = SPARSE_CE
 
     def outputs(self, x: np.ndarray) -> np.ndarray:

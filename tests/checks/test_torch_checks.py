@@ -247,3 +247,46 @@ def test_no_loss_is_an_info_not_a_crash(digits) -> None:  # type: ignore[no-unty
     assert report.passed == ["inputs"]
     assert {f.code for f in report.findings} == {"check-skipped"}
     assert report.worst is None
+
+
+class TokenNet(nn.Module):
+    """Token ids through an Embedding and an LSTM; the label is the last token's
+    residue, which the model can learn."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.emb = nn.Embedding(50, 16)
+        self.lstm = nn.LSTM(16, 16, batch_first=True)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        h, _ = self.lstm(self.emb(ids))
+        return self.head(h[:, -1])
+
+
+def test_token_ids_are_indices_not_unscaled_features() -> None:
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 50, size=(256, 10))
+    report = lossdoctor.check(TokenNet(), ids, ids[:, -1] % 3, loss=CE)
+    # Before: "far from unit scale" on ids 0..49, and float ids into the embedding
+    # broke the initialization check.
+    assert severe(report) == [] and "monitor-error" not in report.codes()
+    assert any("read as indices" in n for n in report.notes)
+    assert "initial-loss" in report.passed and "overfit" in report.passed
+
+
+@pytest.mark.parametrize("in_place", [False, True], ids=["torch.compile", "module.compile"])
+def test_a_compiled_model_is_checked_as_its_module(digits, in_place: bool) -> None:  # type: ignore[no-untyped-def]
+    x, y, _ = digits
+    model = mlp()
+    before = [p.detach().clone() for p in model.parameters()]
+    if in_place:
+        model.compile(backend="eager")
+        compiled = model
+    else:
+        compiled = torch.compile(model, backend="eager")
+    report = lossdoctor.check(compiled, x, y, loss=CE)
+    assert report.model == "Sequential"
+    assert severe(report) == [] and "monitor-error" not in report.codes()
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))

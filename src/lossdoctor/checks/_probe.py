@@ -79,6 +79,9 @@ class Probe(Protocol):
     model_name: str
     loss: LossInfo | None
     n_parameters: int
+    # The model has an embedding layer: integer inputs are indices into it (token ids,
+    # categories), kept as integers and not judged by their scale.
+    takes_indices: bool
 
     def outputs(self, x: np.ndarray) -> np.ndarray: ...
 

@@ -88,8 +88,10 @@ def _inputs(ctx: Context) -> list[Finding]:
         found.append(nonfinite)
         ctx.blocked = "the inputs hold NaN/Inf (see input-problem); training on them " \
                       "says nothing about the model"
-    scale = inputs.scale_finding(ctx.x)
-    if scale is not None:
+    if ctx.probe.takes_indices and np.issubdtype(np.asarray(ctx.x).dtype, np.integer):
+        ctx.notes.append("Integer inputs into a model with an embedding layer are read as "
+                         "indices (token ids, categories): their scale is not checked.")
+    elif (scale := inputs.scale_finding(ctx.x)) is not None:
         found.append(scale)
     if ctx.x_val is not None and ctx.x_all is not None:
         overlap = inputs.overlap_finding(ctx.x_all, ctx.x_val)

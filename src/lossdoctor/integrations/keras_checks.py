@@ -105,6 +105,12 @@ def _clone(model: keras.Model, x: np.ndarray, dtype: str | None = None) -> keras
     return clone
 
 
+def _has_embedding(layer: Any) -> bool:
+    """Whether an Embedding layer is in the model, nested models included."""
+    return isinstance(layer, keras.layers.Embedding) or any(
+        _has_embedding(sub) for sub in getattr(layer, "layers", []) if sub is not layer)
+
+
 class KerasProbe:
     framework = "keras"
 
@@ -114,7 +120,8 @@ class KerasProbe:
                                f"this Keras runs on {keras.backend.backend()}")
         self._model = model
         self.model_name = model.name
-        _built(model, np.asarray(x, dtype=np.float32))
+        self.takes_indices = _has_embedding(model)
+        _built(model, self._x(x))
         self.n_parameters = int(sum(np.prod(v.shape) for v in model.weights))
         self._spec = loss if loss is not None else getattr(model, "loss", None)
         resolved = resolve_loss(self._spec)
@@ -132,9 +139,11 @@ class KerasProbe:
         values = tf.reshape(tf.convert_to_tensor(values), (tf.shape(out)[0], -1))
         return tf.reduce_mean(tf.cast(values, out.dtype), axis=1)
 
-    @staticmethod
-    def _x(x: np.ndarray, dtype: str = "float32") -> Any:
-        return tf.constant(np.asarray(x, dtype=dtype))
+    def _x(self, x: np.ndarray, dtype: str = "float32") -> Any:
+        arr = np.asarray(x)
+        if self.takes_indices and np.issubdtype(arr.dtype, np.integer):
+            return tf.constant(arr.astype(np.int32))  # embedding indices stay integers
+        return tf.constant(np.asarray(arr, dtype=dtype))
 
     def outputs(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(self._model(self._x(x), training=False), dtype=np.float64)

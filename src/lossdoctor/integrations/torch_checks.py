@@ -56,9 +56,17 @@ class TorchProbe:
 
     def __init__(self, model: nn.Module, loss: Any, optimizer: Any, regularizer: Any) -> None:
         self._original = model
+        # The checks run on copies of the module itself: compiled, each copy's first
+        # call would compile again, and dynamo would trace the checks' hooks.
+        module = getattr(model, "_orig_mod", model)  # torch.compile(model)
         # The template never trains; each training run starts from a copy of it.
-        self._template = copy.deepcopy(model).eval()
-        self.model_name = type(model).__name__
+        self._template = copy.deepcopy(module).eval()
+        for m in self._template.modules():
+            if getattr(m, "_compiled_call_impl", None) is not None:  # module.compile()
+                m._compiled_call_impl = None
+        self.model_name = type(module).__name__
+        self.takes_indices = any(isinstance(m, nn.Embedding | nn.EmbeddingBag)
+                                 for m in module.modules())
         self.n_parameters = sum(p.numel() for p in model.parameters())
         self._loss_fn = loss
         self.loss = loss_info(loss) if loss is not None else None
@@ -68,7 +76,10 @@ class TorchProbe:
 
     # -- tensors ---------------------------------------------------------------
     def _x(self, x: np.ndarray, dtype: torch.dtype | None = None) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(x), device=self._device).to(dtype or self._dtype)
+        arr = np.asarray(x)
+        if self.takes_indices and np.issubdtype(arr.dtype, np.integer):
+            return torch.as_tensor(arr, device=self._device).long()  # embedding indices
+        return torch.as_tensor(arr, device=self._device).to(dtype or self._dtype)
 
     def _y(self, y: np.ndarray, dtype: torch.dtype | None = None) -> torch.Tensor:
         arr = np.asarray(y)
