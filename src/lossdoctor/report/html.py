@@ -16,6 +16,7 @@ import html
 import json
 import math
 import os
+import re
 import struct
 import zlib
 from collections.abc import Sequence
@@ -109,6 +110,18 @@ def _fmt_tick(value: float) -> str:
     return f"{value:.4g}"
 
 
+def _labelled(ticks: Sequence[float]) -> list[tuple[float, str]]:
+    """Each tick with its label; more digits where the short labels would repeat
+    (ticks 4.8e-5, 5e-5, 5.2e-5 all read "5e-5" at one digit)."""
+    labels = [_fmt_tick(t) for t in ticks]
+    digits = 2
+    while len(set(labels)) < len(labels) and digits <= 6:
+        labels = [re.sub(r"e([+-])0*(\d)", lambda m: f"e{m[1].strip('+')}{m[2]}",
+                         f"{t:.{digits}g}") for t in ticks]
+        digits += 1
+    return list(zip(ticks, labels, strict=True))
+
+
 # --- scales and ticks ----------------------------------------------------------------
 
 
@@ -157,7 +170,9 @@ class _Scale:
         if len(decades) >= 2:
             stride = max(1, math.ceil(len(decades) / 6))
             return decades[::stride]
-        return [10**t for t in _nice_ticks(self.lo, self.hi, 4)]
+        # Less than a decade: round numbers of the data's own scale (0.4, 0.6, 0.8, 1),
+        # placed on the log axis, not powers like 10**-0.4 = 0.3981.
+        return [t for t in _nice_ticks(10**self.lo, 10**self.hi, 4) if t > 0]
 
 
 def _y_domain(lines: Sequence[Line], plot: LinePlot, log: bool) -> tuple[float, float] | None:
@@ -275,14 +290,14 @@ def _y_layer(plot: LinePlot, log: bool, xs: _Scale, width: float, height: float,
         if bottom > top:
             out.append(f'<rect class="ld-band" x="{MARGIN_L}" y="{top:.1f}" '
                        f'width="{width - MARGIN_L - MARGIN_R}" height="{bottom - top:.1f}"/>')
-    for t in ys.ticks():
+    for t, label in _labelled(ys.ticks()):
         py = ys.one(t)
         if not (y_lo - 0.5 <= py <= y_hi + 0.5):
             continue
         out.append(f'<line class="ld-grid" x1="{MARGIN_L}" x2="{width - MARGIN_R}" '
                    f'y1="{py:.1f}" y2="{py:.1f}"/>'
                    f'<text class="ld-ytick" x="{MARGIN_L - 6}" y="{py + 4:.1f}">'
-                   f"{_esc(_fmt_tick(t))}</text>")
+                   f"{_esc(label)}</text>")
     for h in plot.hlines:
         py = ys.one(h.y)
         if math.isfinite(py) and y_lo <= py <= y_hi:
@@ -350,10 +365,10 @@ def _x_axis(plot: LinePlot, xs: _Scale, width: float, height: float) -> str:
             out.append(f'<text class="ld-xtick" x="{px:.1f}" y="{y_hi + 14}">'
                        f"<title>{_esc(names[i])}</title>{_esc(label)}</text>")
     else:
-        for t in xs.ticks():
+        for t, label in _labelled(xs.ticks()):
             px = xs.one(t)
             out.append(f'<text class="ld-xtick" x="{px:.1f}" y="{y_hi + 14}">'
-                       f"{_esc(_fmt_tick(t))}</text>")
+                       f"{_esc(label)}</text>")
     out.append(f'<text class="ld-xlabel" x="{(MARGIN_L + width - MARGIN_R) / 2:.0f}" '
                f'y="{height - 6}">'
                f"{_esc(plot.x_label)}</text>")
@@ -479,9 +494,9 @@ def draw_heatmap(hm: Heatmap, anchor: str, uid: str) -> str:
             label = name if len(name) <= 22 else "…" + name[-21:]
             out.append(f'<text class="ld-rowlabel" x="{left - 6}" y="{y0 + row_h / 2 + 4:.1f}">'
                        f"<title>{_esc(name)}</title>{_esc(label)}</text>")
-    for t in xs.ticks():
+    for t, label in _labelled(xs.ticks()):
         out.append(f'<text class="ld-xtick" x="{xs.one(t):.1f}" y="{bottom + 14:.1f}">'
-                   f"{_esc(_fmt_tick(t))}</text>")
+                   f"{_esc(label)}</text>")
     out.append(f'<text class="ld-xlabel" x="{(left + right) / 2:.0f}" y="{bottom + 28:.1f}">'
                f"{_esc(hm.x_label)}</text>")
     out.append(_colorbar(hm, uid, left, bottom + 40))
@@ -546,10 +561,10 @@ def draw_histogram_panel(panel: HistogramPanel) -> str:
            f'<rect x="{left}" y="{top}" width="{right - left}" height="{bottom - top}" '
            'fill="none" stroke="#d1d5db"/>']
     ys = _Scale(float(panel.edges[0]), float(panel.edges[-1]), bottom, top, log=False)
-    for t in ys.ticks():
+    for t, label in _labelled(ys.ticks()):
         if panel.edges[0] <= t <= panel.edges[-1]:
             out.append(f'<text class="ld-ytick" x="{left - 6}" y="{ys.one(t) + 4:.1f}">'
-                       f"{_esc(_fmt_tick(t))}</text>")
+                       f"{_esc(label)}</text>")
     n = int(panel.steps.shape[0])
     col_w = (right - left) / max(n, 1)
     picks = sorted({0, n // 2, n - 1}) if n else []
