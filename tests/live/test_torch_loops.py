@@ -27,9 +27,12 @@ def notes_of(run_dir: Path) -> list[dict[str, str]]:
 
 
 def plain_steps(doc: Doctor, model: Callable[[torch.Tensor], torch.Tensor],
-                optimizer: torch.optim.Optimizer) -> None:
+                optimizer: torch.optim.Optimizer, epochs: int = EPOCHS,
+                before_epoch: Callable[[int], None] | None = None) -> None:
     x, y = dt.digits()
-    for _ in range(EPOCHS):
+    for epoch in range(epochs):
+        if before_epoch is not None:
+            before_epoch(epoch)
         for i in range(0, len(x) - dt.BATCH + 1, dt.BATCH):
             loss = torch.nn.functional.cross_entropy(model(x[i:i + dt.BATCH]),
                                                      y[i:i + dt.BATCH])
@@ -128,21 +131,16 @@ def test_layers_unfrozen_into_the_optimizer_are_watched_from_then_on(tmp_path: P
     first = model[0]
     first.requires_grad_(False)
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.05)
-    x, y = dt.digits()
+    x, _ = dt.digits()
     per_epoch = len(range(0, len(x) - dt.BATCH + 1, dt.BATCH))
+
+    def unfreeze(epoch: int) -> None:
+        if epoch == 1:
+            first.requires_grad_(True)
+            opt.add_param_group({"params": list(first.parameters()), "lr": 0.01})
+
     with Doctor(model, opt, tmp_path / "run", verbose=False) as doc:
-        for epoch in range(3):
-            if epoch == 1:
-                first.requires_grad_(True)
-                opt.add_param_group({"params": list(first.parameters()), "lr": 0.01})
-            for i in range(0, len(x) - dt.BATCH + 1, dt.BATCH):
-                loss = torch.nn.functional.cross_entropy(model(x[i:i + dt.BATCH]),
-                                                         y[i:i + dt.BATCH])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                doc.log(loss=loss)
-            doc.log_epoch()
+        plain_steps(doc, model, opt, epochs=3, before_epoch=unfreeze)
     assert "monitor-error" not in doc.report().codes()
     run = read_run_dir(tmp_path / "run")
     unfrozen, head = run.get("layer/0/weight_norm"), run.get("layer/6/weight_norm")
