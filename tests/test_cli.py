@@ -224,3 +224,24 @@ def test_diagnose_html_writes_the_report_and_never_replaces_a_file(tmp_path: Pat
     assert html.read_text() == "my notes"
     assert main(["diagnose", str(log), "--html", str(html), "--force"]) == 1
     assert "nan-loss" in html.read_text(encoding="utf-8")
+
+
+def test_a_log_piped_into_standard_input(tmp_path: Path):
+    def piped(content: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "lossdoctor", *args], input=content,
+                              capture_output=True, text=True, timeout=120)
+
+    out = piped(NAN_CSV, "diagnose", "-", "--format", "json")
+    doc = json.loads(out.stdout)
+    assert out.returncode == 1 and doc["errors"] == []
+    [run] = doc["runs"]
+    assert run["run"] == "stdin" and run["source"] == "-"
+    assert "nan-loss" in {f["code"] for f in run["findings"]}
+    report = tmp_path / "report.html"
+    assert piped(HEALTHY_CSV, "report", "-", "-o", str(report)).returncode == 0
+    assert "stdin" in report.read_text()
+    bad = piped("not a log at all\n", "diagnose", "-")
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [
+        "lossdoctor: -: not a training log (expected a TensorBoard event file, a CSV log "
+        "or JSON Lines)"]

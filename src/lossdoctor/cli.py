@@ -60,8 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
         "diagnose",
         help="diagnose training logs (TensorBoard, Keras CSV, Lightning CSV, JSONL)",
         description="Read training logs and say what is wrong, where, why and what to do. "
-        "PATH is an event file, a CSV/JSONL log, a run folder, or a folder of many runs; "
-        "the format is detected from the content.",
+        "PATH is an event file, a CSV/JSONL log, a run folder, or a folder of many runs "
+        "(- reads a log piped in); the format is detected from the content.",
         epilog=DIAGNOSE_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

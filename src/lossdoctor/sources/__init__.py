@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -194,8 +196,11 @@ def _tensorboard_run_dirs(root: Path) -> Iterator[tuple[Path, list[Path]]]:
 
 
 def load(path: str | Path, options: Options | None = None) -> list[Loaded]:
-    """Every run under `path` (a file or a folder), each read or with its error."""
+    """Every run under `path` (a file or a folder, or "-" for a log piped into standard
+    input), each read or with its error."""
     options = options or Options()
+    if str(path) == STDIN:
+        return _load_stdin(options)
     root = Path(path)
     source = str(path)
     if not root.exists():
@@ -218,6 +223,31 @@ def load(path: str | Path, options: Options | None = None) -> list[Loaded]:
     if not root.is_dir():
         return [Loaded(source, error=InputError(source, "not a regular file or directory"))]
     return _load_dir(root, options)
+
+
+STDIN = "-"
+
+
+def _load_stdin(options: Options) -> list[Loaded]:
+    """A log piped in (`... | lossdoctor diagnose -`), read as a file named "stdin"
+    (the readers sniff its content like any file's)."""
+    if sys.stdin is None or sys.stdin.isatty():
+        return [Loaded(STDIN, error=InputError(
+            STDIN, "reads a log from standard input, and none was piped in"))]
+    data = sys.stdin.buffer.read()
+    with tempfile.TemporaryDirectory(prefix="lossdoctor-stdin-") as folder:
+        path = Path(folder) / "stdin"
+        path.write_bytes(data)
+        loaded = load(path, options)
+    out = []
+    for item in loaded:
+        if item.run is not None:
+            suffix = item.run.name.partition("#")[2]  # several runs in one CSV
+            item.run.name = f"stdin#{suffix}" if suffix else "stdin"
+            item.run.source = STDIN
+        error = None if item.error is None else InputError(STDIN, item.error.problem)
+        out.append(Loaded(STDIN, run=item.run, error=error))
+    return out
 
 
 def _read_lossdoctor_dir(folder: Path, options: Options) -> list[Run]:
