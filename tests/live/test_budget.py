@@ -125,3 +125,19 @@ def test_next_due_finds_the_first_reading_from_a_step() -> None:
     assert [plan.next_due(s) for s in (21, 29, 30, 31)] == [30, 30, 30, 31]
     assert all(plan.next_due(s) == min(t for t in range(s, 99) if plan.due(t))
                for s in range(21, 40))
+
+
+def test_a_restart_gives_a_later_stage_its_own_dense_start() -> None:
+    from lossdoctor.live.budget import ReadingPlan
+    from lossdoctor.live.schedule import Schedule
+
+    plan = ReadingPlan(Schedule(every=10, dense_steps=20, dense_every=5),
+                       OverheadBudget(None, every=10))
+    plan.taken(20)
+    plan.taken(30)
+    plan.restart(47)  # a second fit begins at step 47
+    due = [s for s in range(47, 80) if plan.due(s)]
+    assert due == [47, 52, 57, 62, *range(67, 80)]
+    assert [plan.next_due(s) for s in (47, 48, 63, 66)] == [47, 52, 67, 67]
+    plan.taken(67)  # past its dense start: one period on
+    assert [s for s in range(67, 90) if plan.due(s)] == list(range(77, 90))

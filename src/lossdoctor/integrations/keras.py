@@ -304,11 +304,10 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         self.probe_every = probe_every
         self._budget = OverheadBudget(max_overhead, every, max_every)
         self._reading_plan = ReadingPlan(self.schedule, self._budget)  # weight readings
-        # Steps into the current fit (each fit starts densely again) of the next probe
-        # after the dense start and of the next histograms.
+        # Steps into the current fit (each fit starts densely again: the reading plan's
+        # origin) of the next probe after the dense start and of the next histograms.
         self._next_probe = dense_steps
         self._next_hist = 0
-        self._fit_start = 0  # the step the current fit began at
         self._cost = 0.0  # seconds in the Doctor since the last batch end
         self._last_end: float | None = None
         self._did = ""  # the work on this step: "probe", "read" or ""
@@ -584,8 +583,7 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
                        "probe set up again")
             self._forget_layers()
             # A new stage starts densely, as the first did: failures start there too.
-            self._fit_start = self._step
-            self._reading_plan.restart()
+            self._reading_plan.restart(self._step)
             self._next_probe, self._next_hist = self.schedule.dense_steps, 0
             if self._backend is None:  # JAX: curves only
                 return
@@ -607,9 +605,9 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
             return
         start = time.perf_counter()
         step = self._step
-        at = step - self._fit_start  # the schedule starts again with each fit
+        at = step - self._reading_plan.origin  # steps into this fit
         if self._weights is not None and self._snapped != step \
-                and self._reading_plan.due(at):
+                and self._reading_plan.due(step):
             with self.monitor.guard("weights"):
                 self._weights.snapshot()
                 self._snapped = step
@@ -714,10 +712,10 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         assert mon is not None and self._weights is not None
         self._snapped = None
         self._did = self._did or "read"
-        self._reading_plan.taken(step - self._fit_start)
+        self._reading_plan.taken(step)
         with mon.guard("updates"):
             nxt = step + 1
-            snap = self._reading_plan.due(nxt - self._fit_start)
+            snap = self._reading_plan.due(nxt)
             row = self._weights.read(snapshot_next=snap)
             if snap:
                 self._snapped = nxt

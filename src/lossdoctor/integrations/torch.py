@@ -276,7 +276,6 @@ class Doctor:
         self.run_dir = self.monitor.store.run_dir
         self._readings = 0  # sampled steps so far
         self._next_hist = 0  # the next step with histograms
-        self._fit_start = 0  # the optimizer step the dense start counts from (`resume`)
         self._cost = 0.0  # seconds spent in the Doctor since the last log()
         self._waited = 0.0  # of which waiting for an accelerator (see `_receive`)
         # Read-backs under way, in step order: each with what finishes its values.
@@ -565,8 +564,7 @@ class Doctor:
     def _plan(self, step: int) -> None:
         """What `step` reads, with the pre-step hook only if it reads and forward hooks
         only if it reads activations; and the first step after it that may read."""
-        at = step - self._fit_start  # the schedule starts again at each resume
-        self._sampling = self._reading_plan.due(at)
+        self._sampling = self._reading_plan.due(step)
         self._acting = self._sampling and self._readings % self.activation_every == 0
         self._hist_due = bool(self.histogram_every) and step >= self._next_hist
         self._reads = self._sampling or self._hunt or self._hist_due
@@ -576,7 +574,7 @@ class Doctor:
         if self._reads:
             self._next_event = step + 1  # planned again once this step is taken
         else:
-            nxt = self._reading_plan.next_due(at) + self._fit_start
+            nxt = self._reading_plan.next_due(step)
             self._next_event = min(nxt, self._next_hist) if self.histogram_every else nxt
 
     def _read_after_step(self) -> None:
@@ -617,7 +615,7 @@ class Doctor:
             if self._sampling:
                 self._did_read = "act" if self._acting else "read"
                 self._readings += 1
-                self._reading_plan.taken(step - self._fit_start)
+                self._reading_plan.taken(step)
             self._before = None
             self._norms = []
             self._acts = {}
@@ -766,8 +764,8 @@ class Doctor:
             self.monitor.store.write_meta()
         self._last_log = None  # the time before the first step is not a step's
         # A new stage starts densely, as the first did, histograms included.
-        self._fit_start = self._next_hist = self._opt_step
-        self._reading_plan.restart()
+        self._next_hist = self._opt_step
+        self._reading_plan.restart(self._opt_step)
         self._hook_optimizer(True)
 
     def __enter__(self) -> Doctor:

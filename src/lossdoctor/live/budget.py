@@ -126,36 +126,41 @@ class OverheadBudget:
 
 class ReadingPlan:
     """When per-layer readings are due: every `dense_every` steps during the dense
-    start, then `budget.period()` steps after each reading."""
+    start, then `budget.period()` steps after each reading. The dense start counts from
+    `origin` (0, or where a later stage of training began: `restart`)."""
 
     def __init__(self, schedule: Schedule, budget: OverheadBudget) -> None:
         self.schedule = schedule
         self.budget = budget
         self.period = schedule.every  # steps between readings after the dense start
+        self.origin = 0
         self._next = schedule.dense_steps
 
     def due(self, step: int) -> bool:
-        if step < self.schedule.dense_steps:
-            return step % self.schedule.dense_every == 0
+        at = step - self.origin
+        if at < self.schedule.dense_steps:
+            return at % self.schedule.dense_every == 0
         return step >= self._next
 
     def next_due(self, step: int) -> int:
         """The first step from `step` on at which a reading is due."""
         dense, every = self.schedule.dense_steps, self.schedule.dense_every
-        if step < dense:
-            first = -(-step // every) * every
+        at = step - self.origin
+        if at < dense:
+            first = -(-at // every) * every
             if first < dense:
-                return first
+                return self.origin + first
         return max(step, self._next)
 
-    def restart(self) -> None:
-        """Steps count from 0 again (a later stage of training), dense start first."""
-        self._next = self.schedule.dense_steps
+    def restart(self, step: int) -> None:
+        """A later stage of training begins at `step`: a dense start again from there."""
+        self.origin = step
+        self._next = step + self.schedule.dense_steps
 
     def taken(self, step: int) -> None:
         """A reading was taken at `step`: after the dense start, the next is one
         budget period on."""
-        if step >= self.schedule.dense_steps:
+        if step - self.origin >= self.schedule.dense_steps:
             self.period = self.budget.period()
             self._next = step + self.period
 
