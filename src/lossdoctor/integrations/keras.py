@@ -459,9 +459,7 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
 
     def _note(self, signal: str, text: str) -> None:
         assert self.monitor is not None
-        self.monitor.store.meta["notes"].append({"level": "info", "signal": signal,
-                                                 "note": text})
-        self.monitor.store.write_meta()
+        self.monitor.note(signal, text)
 
     def _probe_model(self) -> tuple[keras.Model | None, list[Any]]:
         """(model, BatchNorm layers): a model from the inputs to each layer's output

@@ -261,18 +261,16 @@ class Doctor:
             "histogram_every": histogram_every,
             "hparams": {"optimizer": type(optimizer).__name__,
                         **_group_hparams(optimizer), **dict(hparams or {})},
+            "notes": [],
         }
-        notes: list[dict[str, str]] = []
-        meta["notes"] = notes
-        if self._no_forward_hooks:
-            notes.append({
-                "level": "info", "signal": "activations",
-                "note": "the model is compiled (torch.compile): activation, BatchNorm and "
-                        "activation-histogram signals skipped (forward hooks would change "
-                        "the compiled graph); weights, updates and gradients are read"})
         self.monitor = LiveMonitor(run_dir, framework="torch", schedule=self.schedule,
                                    meta=meta, on_finding=on_finding,
                                    stop_on_critical=stop_on_critical, verbose=verbose)
+        if self._no_forward_hooks:
+            self.monitor.note("activations", "the model is compiled (torch.compile): "
+                              "activation, BatchNorm and activation-histogram signals "
+                              "skipped (forward hooks would change the compiled graph); "
+                              "weights, updates and gradients are read")
         self.run_dir = self.monitor.store.run_dir
         self._readings = 0  # sampled steps so far
         self._next_hist = 0  # the next step with histograms
@@ -383,17 +381,12 @@ class Doctor:
         self._acts, self._bn_vals, self._act_hists, self._seen = {}, {}, {}, set()
         self._snapshot = self._before = None
         watched = set(self._param_layers)
-        layers_meta = self._collect_layers()
-        meta = self.monitor.store.meta
-        meta["layers"] = layers_meta
+        self.monitor.store.meta["layers"] = self._collect_layers()
         added = [n for n in self._param_layers if n not in watched]
-        meta["notes"].append({
-            "level": "info", "signal": "layers",
-            "note": f"the optimizer's parameters changed at step {self._opt_step}: "
-                    f"{len(self._param_layers)} layers watched from then on"
-                    + (f" (new: {', '.join(added[:8])}{', ...' if len(added) > 8 else ''})"
-                       if added else "")})
-        self.monitor.store.write_meta()
+        self.monitor.note("layers", f"the optimizer's parameters changed at step "
+                          f"{self._opt_step}: {len(self._param_layers)} layers watched from "
+                          "then on" + (f" (new: {', '.join(added[:8])}"
+                                       f"{', ...' if len(added) > 8 else ''})" if added else ""))
 
     def _hook_optimizer(self, on: bool) -> None:
         """Attach the hooks (and plan the coming step) or take them all off."""
@@ -696,14 +689,11 @@ class Doctor:
         if self._counts_noted or steps == 0 or abs(logs - steps) <= max(2, 0.1 * steps):
             return
         self._counts_noted = True
-        with self.monitor.guard("log"):
-            self.monitor.store.meta["notes"].append({
-                "level": "warning", "signal": "steps",
-                "note": f"log() was called {logs} times for {steps} optimizer steps: "
-                        "per-layer signals are at optimizer steps, losses at log() "
-                        "calls, so their steps do not line up; call log() once per "
-                        "optimizer step (with gradient accumulation, after the step)"})
-            self.monitor.store.write_meta()
+        self.monitor.note("steps", f"log() was called {logs} times for {steps} optimizer "
+                          "steps: per-layer signals are at optimizer steps, losses at log() "
+                          "calls, so their steps do not line up; call log() once per "
+                          "optimizer step (with gradient accumulation, after the step)",
+                          level="warning")
 
     def _epoch_loss(self, step: int, write: bool) -> None:
         if write and self._epoch_loss_n:
@@ -755,13 +745,10 @@ class Doctor:
                 self.optimizer = optimizer
             self._snapshot = self._before = None
             self._hook_fns = []
-            meta = self.monitor.store.meta
-            meta["layers"] = self._collect_layers()
-            meta["notes"].append({
-                "level": "info", "signal": "resume",
-                "note": f"resumed at step {self._step} (epoch {self._epoch}), optimizer "
-                        f"{type(self.optimizer).__name__}: layers collected again"})
-            self.monitor.store.write_meta()
+            self.monitor.store.meta["layers"] = self._collect_layers()
+            self.monitor.note("resume", f"resumed at step {self._step} (epoch "
+                              f"{self._epoch}), optimizer {type(self.optimizer).__name__}: "
+                              "layers collected again")
         self._last_log = None  # the time before the first step is not a step's
         # A new stage starts densely, as the first did, histograms included.
         self._next_hist = self._opt_step

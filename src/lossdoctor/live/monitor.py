@@ -89,6 +89,14 @@ class LiveMonitor:
 
         self._emit([finding_from_entry(entry)])
 
+    def note(self, signal: str, text: str, level: str = "info") -> None:
+        """A note in run.json's `notes` (a signal skipped and why, where a stage
+        began), shown with the report; never raises."""
+        with contextlib.suppress(Exception):
+            self.store.meta.setdefault("notes", []).append(
+                {"level": level, "signal": signal, "note": text})
+            self.store.write_meta()
+
     def has_live_finding(self, code: str) -> bool:
         return any(e.get("code") == code for e in self.store.meta["live_findings"])
 
