@@ -2,7 +2,8 @@
 (`torch.compile(model)` and `model.compile()`; forward hooks would change the
 compiled graph, so activations are skipped with a note and training goes on),
 gradient accumulation that logs every micro-batch (a note that the steps do not line
-up), and bf16 autocast with a GradScaler (no note: the counts agree)."""
+up), bf16 autocast with a GradScaler (no note: the counts agree), layers unfrozen into
+the optimizer mid-run, and a model wrapped in (Distributed)DataParallel."""
 
 from __future__ import annotations
 
@@ -153,3 +154,32 @@ def test_layers_unfrozen_into_the_optimizer_are_watched_from_then_on(tmp_path: P
     assert grads is not None and (grads.values > 0).all()
     [note] = notes_of(tmp_path / "run")
     assert note["signal"] == "layers" and "(new: 0)" in note["note"]
+
+
+@pytest.mark.parametrize("wrapper", ["DataParallel", "DistributedDataParallel"])
+def test_a_wrapped_model_keeps_its_own_layer_names(tmp_path: Path, wrapper: str):
+    import torch.distributed as dist
+
+    torch.manual_seed(0)
+    net = dt.mlp().to(dt.DEVICE)
+    if wrapper == "DataParallel":
+        model: torch.nn.Module = torch.nn.DataParallel(net)
+    else:  # one process on gloo: the wrapper, its hooks and all-reduce, for real
+        dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'group'}",
+                                rank=0, world_size=1)
+        model = torch.nn.parallel.DistributedDataParallel(net)
+    try:
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
+        with Doctor(model, opt, tmp_path / "run", verbose=False) as doc:
+            plain_steps(doc, model, opt)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    assert "monitor-error" not in doc.report().codes()
+    names = [layer["name"] for layer in json.loads((tmp_path / "run" / "run.json")
+                                                   .read_text())["layers"]]
+    # As without the wrapper: the Sequential's children "0", "1", ... (Linear, ReLU).
+    assert names == [str(i) for i in range(len(net))]
+    run = read_run_dir(tmp_path / "run")
+    assert run.get(f"layer/{names[0]}/act_mean") is not None
+    assert run.get(f"layer/{names[0]}/grad_norm") is not None

@@ -242,8 +242,12 @@ class Doctor:
         self.histogram_every = histogram_every
         self._budget = OverheadBudget(max_overhead, every, max_every)
         self._reading_plan = ReadingPlan(self.schedule, self._budget)
-        # torch.compile(model) wraps the module: layers are named as in the module.
+        # torch.compile(model) and (Distributed)DataParallel wrap the module: layers are
+        # named as in the module itself, so runs compare across set-ups.
         self._inner = getattr(model, "_orig_mod", model)
+        if isinstance(self._inner, torch.nn.DataParallel
+                      | torch.nn.parallel.DistributedDataParallel):
+            self._inner = self._inner.module
         # Dynamo traces forward hooks into the compiled graph, and one added or removed
         # forces a recompile (or fails to trace: seen with torch 2.13 on a plain
         # Sequential); the optimizer's hooks run outside it and stay.
