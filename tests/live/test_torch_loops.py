@@ -183,3 +183,33 @@ def test_a_wrapped_model_keeps_its_own_layer_names(tmp_path: Path, wrapper: str)
     run = read_run_dir(tmp_path / "run")
     assert run.get(f"layer/{names[0]}/act_mean") is not None
     assert run.get(f"layer/{names[0]}/grad_norm") is not None
+
+
+def test_quasi_newton_steps_are_not_judged_by_the_first_order_ratio(tmp_path: Path):
+    # L-BFGS takes line-searched steps of a tenth of the weights and more: by the ~1e-3
+    # rule for SGD and Adam that is "update-ratio-high", which says nothing here. The
+    # same readings under a first-order optimizer's name do fire it.
+    from dataclasses import replace
+
+    from lossdoctor.diagnosis import diagnose
+
+    torch.manual_seed(0)
+    model = dt.mlp().to(dt.DEVICE)
+    opt = torch.optim.LBFGS(model.parameters(), lr=0.5, max_iter=5)
+    x, y = dt.digits()
+    with Doctor(model, opt, tmp_path / "run", verbose=False) as doc:
+        for _ in range(3):
+            for i in range(0, len(x) - 255, 256):
+                def closure(i: int = i) -> torch.Tensor:
+                    opt.zero_grad()
+                    loss = torch.nn.functional.cross_entropy(model(x[i:i + 256]),
+                                                             y[i:i + 256])
+                    loss.backward()
+                    return loss
+                doc.log(loss=opt.step(closure))
+            doc.log_epoch()
+    run = read_run_dir(tmp_path / "run")
+    assert run.meta["hparams"]["optimizer"] == "LBFGS"  # type: ignore[index]
+    assert "update-ratio-high" not in diagnose(run).codes()
+    as_sgd = replace(run, meta={**run.meta, "hparams": {"optimizer": "SGD"}})
+    assert "update-ratio-high" in diagnose(as_sgd).codes()

@@ -147,8 +147,22 @@ def _rolling_max_median(series: Series) -> tuple[float, int] | None:
     return float(medians[i]), i
 
 
+# Quasi-Newton optimizers take line-searched, curvature-scaled steps: the ~1e-3 rule
+# of thumb is for first-order steps (SGD, Adam and kin), so it says nothing about them.
+SECOND_ORDER_OPTIMIZERS = {"lbfgs"}
+
+
+def _optimizer(run: Run) -> str:
+    hparams = run.meta.get("hparams")
+    name = hparams.get("optimizer") if isinstance(hparams, Mapping) else None
+    return str(name).lower() if name else ""
+
+
 def update_ratio(run: Run) -> list[Finding]:
-    """update-ratio-high / -low: |update| / |weights| per layer, far from ~1e-3."""
+    """update-ratio-high / -low: |update| / |weights| per layer, far from ~1e-3 (not
+    judged for quasi-Newton optimizers, see SECOND_ORDER_OPTIMIZERS)."""
+    if _optimizer(run) in SECOND_ORDER_OPTIMIZERS:
+        return []
     high: list[tuple[str, float, Series, int]] = []
     low: list[tuple[str, float, Series, int]] = []
     for layer, signals in layer_signals(run).items():
