@@ -55,7 +55,6 @@ class LiveMonitor:
         self._seen: set[tuple[str, str | None]] = set()
         self._errored: set[str] = set()
         self._write = default_writer()
-        self.closed = False
 
     # --- findings -------------------------------------------------------------------
     def _emit(self, findings: list[Finding]) -> None:
@@ -158,16 +157,16 @@ class LiveMonitor:
     def report(self) -> Diagnosis:
         return diagnose(self.store.to_run())
 
+    @property
+    def closed(self) -> bool:
+        return self.store.closed
+
     def close(self) -> None:
         if self.closed:
             return
-        self.closed = True
         with self.guard("close"):
             self.store.close()
 
     def reopen(self) -> None:
         """Go on recording after `close()`; findings already reported stay reported."""
-        if not self.closed:
-            return
         self.store.reopen()
-        self.closed = False
