@@ -22,7 +22,6 @@ from lossdoctor.sources.rundir import is_lossdoctor_run_dir, read_run_dir
 # File names worth sniffing when walking a folder (a single file given by the user is
 # always sniffed, whatever its name).
 LOG_SUFFIXES = {".csv", ".tsv", ".log", ".txt", ".jsonl", ".ndjson", ".json"}
-KERAS_SPLIT_DIRS = {"train", "validation", "val", "eval", "valid"}
 HEAD_BYTES = 64 * 1024
 
 
@@ -185,7 +184,8 @@ def _checkpoint_states(file: Path) -> tuple[list[str], list[str]]:
 
 def _tensorboard_run_dirs(root: Path) -> Iterator[tuple[Path, list[Path]]]:
     """(run folder, log files) for every folder under root, in a stable order.
-    Keras' train/validation subfolders belong to their parent's run."""
+    Subfolders that belong to their parent's run (Keras' train/validation, the folders
+    of `add_scalars`) are yielded too, and skipped by the caller."""
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
         # A live-doctor run folder is read whole; nothing under it is another run.
@@ -255,6 +255,8 @@ def _read_lossdoctor_dir(folder: Path, options: Options) -> list[Run]:
 
 
 def _load_dir(root: Path, options: Options) -> list[Loaded]:
+    from lossdoctor.sources.tensorboard import run_subfolders
+
     results: list[Loaded] = []
     claimed: set[Path] = set()  # split subfolders read as part of their parent run
     for folder, files in _tensorboard_run_dirs(root):
@@ -268,11 +270,7 @@ def _load_dir(root: Path, options: Options) -> list[Loaded]:
             results += _named(_safely(str(folder), read, options), run_name)
             continue
         has_events = any(_is_event_name(f.name) for f in files)
-        splits = [
-            folder / d
-            for d in KERAS_SPLIT_DIRS
-            if (folder / d).is_dir() and any(_is_event_name(p.name) for p in (folder / d).iterdir())
-        ]
+        splits = run_subfolders(folder)
         if has_events or splits:
             claimed.update(splits)
             results += _named(

@@ -896,20 +896,74 @@ def _event_files(directory: Path) -> list[Path]:
     return [p for p in entries if _is_event_file(p)]
 
 
-def _run_files(directory: Path) -> list[tuple[str, Path]]:
-    """(tag prefix, file) for the run folder and its Keras split subfolders, each
-    folder's files sorted by name (the name embeds the creation time)."""
-    found = [("", p) for p in _event_files(directory)]
-    for split in SPLIT_DIRS:
-        sub = directory / split
-        if sub.is_dir():
-            found.extend((split + "/", p) for p in _event_files(sub))
+# Bytes of each event file read to rule a folder out as an `add_scalars` folder before
+# reading it whole: a run with several tags shows a second one long before this.
+_PEEK = 1 << 16
+
+
+def _tags(path: Path, limit: int | None = None) -> set[str] | None:
+    """The scalar tags in an event file (in its first `limit` bytes); None when it
+    cannot be read."""
+    try:
+        with path.open("rb") as f:
+            data = f.read() if limit is None else f.read(limit)
+        return set(read_event_bytes(data, path=str(path)).scalars)
+    except (OSError, InputError):
+        return None
+
+
+def _scalars_child(sub: Path) -> str | None:
+    """The key of a folder that `SummaryWriter.add_scalars(main_tag, {key: value})`
+    (PyTorch, tensorboardX) wrote: each key goes to its own folder beside the writer's
+    file, `<main_tag, "/" as "_">_<key>`, holding the one tag `main_tag`. None for any
+    other folder (a peek at each file's start rules most out)."""
+    files = _event_files(sub) if "_" in sub.name else []
+    if not files:
+        return None
+    for limit in (_PEEK, None):
+        tags: set[str] = set()
+        for f in files:
+            found = _tags(f, limit)
+            if found is None:
+                return None
+            tags |= found
+        if len(tags) > 1:
+            return None
+    if len(tags) != 1:
+        return None
+    prefix = tags.pop().replace("/", "_") + "_"
+    key = sub.name[len(prefix):]
+    return key if sub.name.startswith(prefix) and key else None
+
+
+def _run_files(directory: Path) -> list[tuple[str, str, Path]]:
+    """(tag prefix, tag suffix, file) for the run folder, its Keras split subfolders
+    (`train/epoch_loss`) and its `add_scalars` subfolders (`loss_val/` holding `loss`:
+    `loss/val`), each folder's files sorted by name (the name embeds the creation
+    time)."""
+    found = [("", "", p) for p in _event_files(directory)]
+    for sub in run_subfolders(directory):
+        if sub.name in SPLIT_DIRS:
+            found.extend((sub.name + "/", "", p) for p in _event_files(sub))
+        else:
+            found.extend(("", "/" + str(_scalars_child(sub)), p) for p in _event_files(sub))
     return found
 
 
+def run_subfolders(directory: Path) -> list[Path]:
+    """The subfolders of a run folder that belong to its run: Keras' split folders
+    (`SPLIT_DIRS`) and the folders `add_scalars` writes (see `_scalars_child`)."""
+    try:
+        subs = sorted((p for p in directory.iterdir() if p.is_dir()), key=lambda p: p.name)
+    except OSError:
+        return []
+    return [sub for sub in subs
+            if (sub.name in SPLIT_DIRS and _event_files(sub)) or _scalars_child(sub)]
+
+
 def is_tensorboard_run_dir(path: str | Path) -> bool:
-    """Whether `path` is a folder holding event files, directly or in Keras-style
-    split subfolders (`SPLIT_DIRS`: `train/`, `validation/`, ...)."""
+    """Whether `path` is a folder holding event files, directly or in the subfolders
+    of its run (`run_subfolders`)."""
     p = Path(path)
     return p.is_dir() and bool(_run_files(p))
 
@@ -920,16 +974,17 @@ def read_tensorboard_run(path: str | Path, *, verify: bool = False,
 
     Every event file of the folder is read, and those of its split subfolders
     (`SPLIT_DIRS`: `train/`, `validation/`, ...) with the subfolder name as a tag
-    prefix (`validation/epoch_loss`), so the names map onto train and val roles.
+    prefix (`validation/epoch_loss`), and those of `add_scalars` subfolders with the
+    key as a suffix (`loss/val`), so the names map onto train and val roles.
     Series with the same tag in several files are joined in file-name order.
     """
     p = Path(path)
     if p.is_file():
         parent = p.parent
         if parent.name in SPLIT_DIRS:
-            files, name = [(parent.name + "/", p)], parent.parent.name or parent.name
+            files, name = [(parent.name + "/", "", p)], parent.parent.name or parent.name
         else:
-            files, name = [("", p)], parent.name or str(parent)
+            files, name = [("", "", p)], parent.name or str(parent)
     elif p.is_dir():
         files, name = _run_files(p), p.resolve().name or str(p)
         if not files:
@@ -940,7 +995,7 @@ def read_tensorboard_run(path: str | Path, *, verify: bool = False,
     histograms: dict[str, list[Histogram]] = {}
     warnings: list[str] = []
     errors: list[InputError] = []
-    for prefix, f in files:
+    for prefix, suffix, f in files:
         try:
             events = read_event_file(f, verify=verify)
         except InputError as exc:
@@ -952,9 +1007,9 @@ def read_tensorboard_run(path: str | Path, *, verify: bool = False,
             continue
         warnings.extend(events.warnings)
         for tag, part in events.scalars.items():
-            parts.setdefault(prefix + tag, []).append(part)
+            parts.setdefault(prefix + tag + suffix, []).append(part)
         for tag, hs in events.histograms.items():
-            histograms.setdefault(prefix + tag, []).extend(hs)
+            histograms.setdefault(prefix + tag + suffix, []).extend(hs)
     if not parts:
         if len(errors) == 1 and len(files) == 1:
             raise errors[0]
@@ -975,7 +1030,7 @@ def read_tensorboard_run(path: str | Path, *, verify: bool = False,
         source=str(p),
         format="tensorboard",
         series=series,
-        meta={"event_files": [str(f) for _, f in files]},
+        meta={"event_files": [str(f) for _, _, f in files]},
         warnings=warnings,
         histograms=histograms,
     )
@@ -989,4 +1044,5 @@ __all__ = [
     "read_event_bytes",
     "read_event_file",
     "read_tensorboard_run",
+    "run_subfolders",
 ]
