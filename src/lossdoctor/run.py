@@ -94,7 +94,9 @@ class Run:
 
     name: str
     source: str
-    format: str  # "tensorboard" | "keras-csv" | "lightning-csv" | "csv" | "jsonl" | "lossdoctor"
+    # "tensorboard" | "keras-csv" | "lightning-csv" | "wandb-csv" | "csv" | "jsonl" |
+    # "lossdoctor"
+    format: str
     series: dict[str, Series] = field(default_factory=dict)
     meta: dict[str, object] = field(default_factory=dict)
     # Problems the reader met but read past (a truncated last record, a skipped row).

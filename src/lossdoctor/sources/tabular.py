@@ -16,7 +16,7 @@ import json
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import pairwise
 from pathlib import Path
 from typing import BinaryIO
@@ -26,6 +26,7 @@ import numpy as np
 from lossdoctor.errors import InputError, NotALogError
 from lossdoctor.run import TRAIN_LOSS, VAL_LOSS, Run, Series
 from lossdoctor.sources.names import assign_roles, canonicalize
+from lossdoctor.sources.wandb_export import runs_in_header
 
 MAX_LINE_BYTES = 1 << 20  # a longer line is not a training log; refuse before reading on
 MAX_FILE_BYTES = 1 << 30
@@ -785,6 +786,10 @@ def _build_runs(
     train_loss: str | None,
     val_loss: str | None,
 ) -> list[Run]:
+    if table.fmt is None and (
+        wandb := runs_in_header([c.name for c in table.columns])
+    ) is not None:
+        return _wandb_runs(table, wandb, path, src, train_loss, val_loss)
     warnings = table.warnings
     by_kind: dict[str, _Column] = {}
     metrics: list[_Column] = []
@@ -903,6 +908,34 @@ def _build_runs(
     if not runs:
         raise InputError(src, "no numeric columns")
     return runs
+
+
+def _wandb_runs(
+    table: _Table,
+    runs: dict[str, list[tuple[int, str]]],
+    path: Path,
+    src: str,
+    train_loss: str | None,
+    val_loss: str | None,
+) -> list[Run]:
+    """One Run per W&B run of a panel export (`wandb_export`): the x-axis column and the
+    run's value columns under their metric names, on the rows where the run has a
+    point."""
+    x = table.columns[0]
+    out: list[Run] = []
+    for run_name, columns in runs.items():
+        rows = np.logical_or.reduce([table.columns[i].present for i, _ in columns])
+        picked = [replace(x, values=x.values[rows], present=x.present[rows])]
+        picked += [replace(table.columns[i], name=metric, values=table.columns[i].values[rows],
+                           present=table.columns[i].present[rows]) for i, metric in columns]
+        sub = _Table(picked, int(rows.sum()), [], dict(table.meta, wandb_run=run_name),
+                     list(table.warnings), has_empty_cells=True)
+        for run in _build_runs(sub, path, src, train_loss, val_loss):
+            restart = run.name.partition("#")[2]  # the run's log restarted its steps
+            run.name = f"{path.stem}#{run_name}" + (f".{restart}" if restart else "")
+            run.format = "wandb-csv"
+            out.append(run)
+    return out
 
 
 def _segment_run(
