@@ -53,7 +53,9 @@ def _is_event_name(name: str) -> bool:
 
 
 def _sniff(path: Path) -> str | None:
-    """'tensorboard', 'history', 'table', 'jsonl' or None for a file of another kind."""
+    """'tensorboard', 'history', 'jsonl', 'console', 'table' or None for a file of
+    another kind."""
+    from lossdoctor.sources.console import looks_like_console
     from lossdoctor.sources.history import looks_like_history_json
     from lossdoctor.sources.tabular import looks_like_jsonl, looks_like_table
     from lossdoctor.sources.tensorboard import looks_like_event_file
@@ -65,6 +67,8 @@ def _sniff(path: Path) -> str | None:
         return "history"
     if looks_like_jsonl(head):
         return "jsonl"
+    if looks_like_console(head):
+        return "console"
     if looks_like_table(head):
         return "table"
     return None
@@ -88,6 +92,11 @@ def _read_file(path: Path, kind: str, options: Options) -> list[Run]:
         return read_history_json(
             path, train_loss=options.train_loss, val_loss=options.val_loss
         )
+    if kind == "console":
+        from lossdoctor.sources.console import read_console_log
+
+        return read_console_log(path, train_loss=options.train_loss,
+                                val_loss=options.val_loss)
     from lossdoctor.sources.tabular import read_table_file
 
     return read_table_file(path, train_loss=options.train_loss, val_loss=options.val_loss)
