@@ -61,7 +61,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import keras
@@ -186,6 +186,47 @@ def _first(data: Any, n: int) -> Any:
     return keras.tree.map_structure(lambda a: a[:n], data)
 
 
+def _probe_samples(probe: Any, n: int) -> tuple[Any, Any]:
+    """(x, y): the first `n` samples of `probe`, which is a pair (x, y) of arrays or
+    tensors (or of lists or dicts of them), or something that yields (x, y[, weights])
+    batches and can be iterated again: a `tf.data.Dataset`, a `keras.utils.PyDataset`,
+    a torch `DataLoader`, a list of batches. Batches are drawn until there are `n`
+    samples, as arrays."""
+    if (isinstance(probe, tuple) and len(probe) == 2) or (
+            isinstance(probe, list) and len(probe) == 2 and hasattr(probe[0], "shape")):
+        return _first(probe[0], n), _first(probe[1], n)
+    if isinstance(probe, keras.utils.PyDataset):
+        batches: Any = (probe[i] for i in range(len(probe)))
+    elif isinstance(probe, Iterable) and not isinstance(probe, str | bytes | dict) \
+            and not hasattr(probe, "shape"):  # an array alone: inputs without targets
+        batches = iter(probe)
+        if batches is probe:  # drawing from it would take batches from the user's training
+            raise TypeError("probe: a generator or iterator would be used up here; pass "
+                            "(x, y), or a dataset that can be iterated again")
+    else:
+        raise TypeError(f"probe: expected (x, y) or a dataset of (x, y) batches, got "
+                        f"{type(probe).__name__}")
+    xs: list[Any] = []
+    ys: list[Any] = []
+    taken = 0
+    for batch in batches:
+        if not isinstance(batch, tuple | list) or len(batch) < 2:
+            raise TypeError("probe: each batch of the dataset must be (x, y) or "
+                            f"(x, y, sample_weight), got {type(batch).__name__}")
+        x, y = (keras.tree.map_structure(keras.ops.convert_to_numpy, part)
+                for part in batch[:2])
+        xs.append(x)
+        ys.append(y)
+        taken += _samples(x)
+        if taken >= n:
+            break
+    if not xs:
+        raise ValueError("probe: the dataset yielded no batch")
+    x, y = (keras.tree.map_structure(lambda *parts: np.concatenate(parts), *found)
+            for found in (xs, ys))
+    return _first(x, n), _first(y, n)
+
+
 def _samples(data: Any) -> int:
     """The number of samples in model inputs (see `_first`)."""
     return len(keras.tree.flatten(data)[0])
@@ -238,7 +279,10 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
     """Keras callback recording per-layer signals into `run_dir` (see the module doc).
 
     probe: (x, y) of a few training samples for gradients and activations; the first
-        `probe_size` are used. Without it, weights/updates/loss/metrics only.
+        `probe_size` are used. Or a dataset of (x, y) batches that can be iterated
+        again (`tf.data.Dataset`, `keras.utils.PyDataset`, a torch `DataLoader`):
+        batches are drawn from it once, here, until there are `probe_size` samples.
+        Without it, weights/updates/loss/metrics only.
     every / dense_steps / dense_every: weight/update readings every `dense_every`
         steps during the first `dense_steps`, then every `every` steps or more (see
         `max_overhead`).
@@ -275,7 +319,7 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         self,
         run_dir: str | os.PathLike[str],
         *,
-        probe: tuple[Any, Any] | None = None,
+        probe: Any = None,
         probe_size: int = PROBE_SIZE,
         every: int = 10,
         dense_steps: int = 100,
@@ -313,8 +357,7 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         self._did = ""  # the work on this step: "probe", "read" or ""
         self._worked = False  # the previous step did some
         self._edge = False  # an epoch ended since the last batch end
-        self.probe = None if probe is None else (_first(probe[0], probe_size),
-                                                 _first(probe[1], probe_size))
+        self.probe = None if probe is None else _probe_samples(probe, probe_size)
         self.hparams = dict(hparams or {})
         self.on_finding = on_finding
         self.stop_on_critical = stop_on_critical
