@@ -6,7 +6,9 @@
   (Keras 3 draws the bar with `━` and colours it; verbose=1 redraws it with carriage
   returns and backspaces, which a file keeps);
 - the Hugging Face Trainer's printed records, one Python dict per line:
-  `{'loss': 2.1, 'learning_rate': 4.9e-05, 'epoch': 0.1}`.
+  `{'loss': 2.1, 'learning_rate': 4.9e-05, 'epoch': 0.1}`;
+- a hand-written loop's line per epoch, `Epoch 3/20, Train Loss: 0.48, Val Loss: 0.53`
+  (`epoch_lines`).
 
 Each becomes records as JSON Lines would be (`tabular.read_records`): one per Keras
 epoch (its last complete progress line, with the validation metrics Keras appends to
@@ -21,6 +23,7 @@ from pathlib import Path
 
 from lossdoctor.errors import InputError
 from lossdoctor.run import Run
+from lossdoctor.sources.epoch_lines import epoch_record, epoch_records
 
 MAX_BYTES = 256 * 1024 * 1024
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -52,7 +55,8 @@ def looks_like_console(head: bytes) -> bool:
     epochs = sum(1 for ln in lines if _EPOCH.match(ln))
     progress = sum(1 for ln in lines if _PROGRESS.match(ln) and "loss: " in ln)
     dicts = sum(1 for ln in lines if _DICT_LINE.match(ln) and _trainer_record(ln))
-    return (epochs >= 1 and progress >= 1) or dicts >= 2
+    per_epoch = sum(1 for ln in lines if epoch_record(ln) is not None)
+    return (epochs >= 1 and progress >= 1) or dicts >= 2 or per_epoch >= 2
 
 
 def _metrics(line: str) -> dict[str, float]:
@@ -125,8 +129,10 @@ def read_console_log(path: Path, *, train_loss: str | None = None,
                    and (r := _trainer_record(ln)) is not None]
         fmt = "hf-trainer-console"
     if not records:
-        raise InputError(source, "no epoch of Keras fit output and no Trainer records "
-                         "with metrics in this console log")
+        records, fmt = epoch_records(lines), "console"
+    if not records:
+        raise InputError(source, "no epoch of Keras fit output, no Trainer records and no "
+                         "line per epoch with a loss in this console log")
     return read_records(records, path, fmt, train_loss=train_loss, val_loss=val_loss)
 
 
