@@ -17,6 +17,9 @@ from pathlib import Path
 
 from lossdoctor.errors import InputError, NoLossError, NotALogError
 from lossdoctor.run import TRAIN_LOSS, VAL_LOSS, Run
+from lossdoctor.sources.mlflow_store import display_name as mlflow_display_name
+from lossdoctor.sources.mlflow_store import is_mlflow_run_dir, read_mlflow_run
+from lossdoctor.sources.mlflow_store import run_name as mlflow_run_name
 from lossdoctor.sources.rundir import is_lossdoctor_run_dir, read_run_dir
 
 # File names worth sniffing when walking a folder (a single file given by the user is
@@ -197,8 +200,9 @@ def _tensorboard_run_dirs(root: Path) -> Iterator[tuple[Path, list[Path]]]:
     of `add_scalars`) are yielded too, and skipped by the caller."""
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
-        # A live-doctor run folder is read whole; nothing under it is another run.
-        if is_lossdoctor_run_dir(here):
+        # A live-doctor or MLflow run folder is read whole; nothing under it is another
+        # run (an MLflow run's artifacts are its outputs, not logs).
+        if is_lossdoctor_run_dir(here) or is_mlflow_run_dir(here):
             dirnames[:] = []
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         yield here, [here / f for f in sorted(filenames) if not f.startswith(".")]
@@ -263,6 +267,10 @@ def _read_lossdoctor_dir(folder: Path, options: Options) -> list[Run]:
     return [read_run_dir(folder, train_loss=options.train_loss, val_loss=options.val_loss)]
 
 
+def _read_mlflow_dir(folder: Path, options: Options) -> list[Run]:
+    return [read_mlflow_run(folder, train_loss=options.train_loss, val_loss=options.val_loss)]
+
+
 def _load_dir(root: Path, options: Options) -> list[Loaded]:
     from lossdoctor.sources.tensorboard import run_subfolders
 
@@ -277,6 +285,12 @@ def _load_dir(root: Path, options: Options) -> list[Loaded]:
             # A live-doctor run folder: its event files and run.json are one run.
             read = partial(_read_lossdoctor_dir, folder, options)
             results += _named(_safely(str(folder), read, options), run_name)
+            continue
+        if is_mlflow_run_dir(folder):
+            read = partial(_read_mlflow_dir, folder, options)
+            # By name, not by id (a hash), and by experiment when the folder has several.
+            name = mlflow_run_name(folder) if folder == root else mlflow_display_name(folder)
+            results += _named(_safely(str(folder), read, options), name)
             continue
         has_events = any(_is_event_name(f.name) for f in files)
         splits = run_subfolders(folder)
