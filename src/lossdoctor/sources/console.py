@@ -36,6 +36,9 @@ _METRIC = re.compile(r"(?:^|\s)([A-Za-z_][\w./-]*): "
                      r"(-?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|nan|inf))(?=\s|$)")
 _DICT_LINE = re.compile(r"\{'[\w./-]+': ")
 _HEAD_LINES = 400
+# What one of the three needs somewhere in a file's head, in lower case: an epoch
+# number, then a loss given as `name: value` / `name=value` (a Trainer dict has none).
+_EPOCH_THEN_LOSS = re.compile(rb"epoch\W{1,4}\d[\s\S]*?loss\w*'?\s*[:=]")
 # Python prints non-finite floats as names `literal_eval` does not take.
 _NON_FINITE = re.compile(r"(?<=: )(nan|-?inf)\b")
 _LITERALS = {"nan": "None", "inf": "1e999", "-inf": "-1e999"}
@@ -50,8 +53,10 @@ def _lines(text: str) -> list[str]:
 
 def looks_like_console(head: bytes) -> bool:
     """Whether the start of a file holds Keras `fit` output or Trainer dict lines."""
+    if b"{'" not in head and not _EPOCH_THEN_LOSS.search(head.lower()):
+        return False  # most files (every CSV log) end here: byte searches, no line work
     text = head.decode("utf-8", errors="replace")
-    lines = _lines(text)[:_HEAD_LINES]
+    lines = _lines("\n".join(text.split("\n", _HEAD_LINES)[:_HEAD_LINES]))[:_HEAD_LINES]
     epochs = sum(1 for ln in lines if _EPOCH.match(ln))
     progress = sum(1 for ln in lines if _PROGRESS.match(ln) and "loss: " in ln)
     dicts = sum(1 for ln in lines if _DICT_LINE.match(ln) and _trainer_record(ln))
