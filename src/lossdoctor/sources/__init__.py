@@ -56,16 +56,19 @@ def _is_event_name(name: str) -> bool:
 
 
 def _sniff(path: Path) -> str | None:
-    """'tensorboard', 'history', 'jsonl', 'console', 'table' or None for a file of
-    another kind."""
+    """'tensorboard', 'tensorboard-download', 'history', 'jsonl', 'console', 'table' or
+    None for a file of another kind."""
     from lossdoctor.sources.console import looks_like_console
     from lossdoctor.sources.history import looks_like_history_json
     from lossdoctor.sources.tabular import looks_like_jsonl, looks_like_table
+    from lossdoctor.sources.tb_download import looks_like_download_json
     from lossdoctor.sources.tensorboard import looks_like_event_file
 
     head = _head(path)
     if looks_like_event_file(head):
         return "tensorboard"
+    if looks_like_download_json(head):
+        return "tensorboard-download"
     if looks_like_history_json(head):
         return "history"
     if looks_like_jsonl(head):
@@ -95,6 +98,11 @@ def _read_file(path: Path, kind: str, options: Options) -> list[Run]:
         return read_history_json(
             path, train_loss=options.train_loss, val_loss=options.val_loss
         )
+    if kind == "tensorboard-download":
+        from lossdoctor.sources.tb_download import read_download_json
+
+        return read_download_json(path, train_loss=options.train_loss,
+                                  val_loss=options.val_loss)
     if kind == "console":
         from lossdoctor.sources.console import read_console_log
 
@@ -271,6 +279,51 @@ def _read_mlflow_dir(folder: Path, options: Options) -> list[Run]:
     return [read_mlflow_run(folder, train_loss=options.train_loss, val_loss=options.val_loss)]
 
 
+def _merge_with_roles(runs: list[Run], name: str, source: str, options: Options
+                      ) -> list[Run]:
+    from lossdoctor.sources.tb_download import merge
+
+    run = merge(runs, name, source, options.train_loss, options.val_loss)
+    return [] if run is None else [run]
+
+
+def _merged_downloads(root: Path, folder: Path, files: list[Path], options: Options
+                      ) -> tuple[list[Loaded], list[Path]]:
+    """TensorBoard downloads of one run's series side by side (its training and
+    validation loss, ...) read as that run; and the files left to read one by one (a
+    group with a file that is not a download is read that way, with its errors)."""
+    from lossdoctor.sources.tabular import read_table_file
+    from lossdoctor.sources.tb_download import merge, read_download_json, run_base
+
+    groups: dict[str, list[Path]] = {}
+    for file in files:
+        if (base := run_base(file)) is not None:
+            groups.setdefault(base, []).append(file)
+    merged: list[Loaded] = []
+    used: set[Path] = set()
+    for base, group in groups.items():
+        if len(group) < 2:
+            continue
+        runs: list[Run] = []
+        try:
+            for file in group:
+                kind = _sniff(file)
+                runs += (read_download_json(file) if kind == "tensorboard-download"
+                         else read_table_file(file) if kind == "table" else [])
+        except (InputError, OSError, UnicodeError, ValueError):
+            continue
+        where = folder.relative_to(root)
+        name = (str(where / base) if base
+                else str(where) if str(where) != "." else root.resolve().name)
+        if len(runs) != len(group) or merge(runs, name, str(folder)) is None:
+            continue
+        # Again with the user's --train-loss / --val-loss, whose errors _safely reports.
+        merged += _safely(str(folder), partial(_merge_with_roles, runs, name, str(folder),
+                                               options), options)
+        used.update(group)
+    return merged, [f for f in files if f not in used]
+
+
 def _load_dir(root: Path, options: Options) -> list[Loaded]:
     from lossdoctor.sources.tensorboard import run_subfolders
 
@@ -300,6 +353,8 @@ def _load_dir(root: Path, options: Options) -> list[Loaded]:
                 _safely(str(folder), partial(_read_file, folder, "tensorboard", options), options),
                 run_name,
             )
+        merged, files = _merged_downloads(root, folder, files, options)
+        results += merged
         for file in files:
             if _is_event_name(file.name) or file.suffix.lower() not in LOG_SUFFIXES:
                 continue

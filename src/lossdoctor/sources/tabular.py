@@ -26,6 +26,8 @@ import numpy as np
 from lossdoctor.errors import InputError, NotALogError
 from lossdoctor.run import TRAIN_LOSS, VAL_LOSS, Run, Series
 from lossdoctor.sources.names import assign_roles, canonicalize
+from lossdoctor.sources.tb_download import FORMAT as DOWNLOAD_FORMAT
+from lossdoctor.sources.tb_download import is_download_header, series_name
 from lossdoctor.sources.wandb_export import runs_in_header
 
 MAX_LINE_BYTES = 1 << 20  # a longer line is not a training log; refuse before reading on
@@ -790,6 +792,11 @@ def _build_runs(
         wandb := runs_in_header([c.name for c in table.columns])
     ) is not None:
         return _wandb_runs(table, wandb, path, src, train_loss, val_loss)
+    if table.fmt is None and is_download_header([c.name for c in table.columns]):
+        # One series, named only by the file: `Value` takes the name it stands for.
+        name = series_name(path)
+        table = replace(table, columns=[table.columns[1], replace(table.columns[2], name=name)],
+                        fmt=DOWNLOAD_FORMAT, meta=dict(table.meta, series=name))
     warnings = table.warnings
     by_kind: dict[str, _Column] = {}
     metrics: list[_Column] = []
