@@ -24,7 +24,7 @@ from lossdoctor.sources.rundir import is_lossdoctor_run_dir, read_run_dir
 
 # File names worth sniffing when walking a folder (a single file given by the user is
 # always sniffed, whatever its name).
-LOG_SUFFIXES = {".csv", ".tsv", ".log", ".txt", ".jsonl", ".ndjson", ".json"}
+LOG_SUFFIXES = {".csv", ".tsv", ".log", ".txt", ".jsonl", ".ndjson", ".json", ".wandb"}
 HEAD_BYTES = 64 * 1024
 
 
@@ -56,19 +56,22 @@ def _is_event_name(name: str) -> bool:
 
 
 def _sniff(path: Path) -> str | None:
-    """'tensorboard', 'tensorboard-download', 'history', 'jsonl', 'console', 'table' or
-    None for a file of another kind."""
+    """'tensorboard', 'tensorboard-download', 'wandb', 'history', 'jsonl', 'console',
+    'table' or None for a file of another kind."""
     from lossdoctor.sources.console import looks_like_console
     from lossdoctor.sources.history import looks_like_history_json
     from lossdoctor.sources.tabular import looks_like_jsonl, looks_like_table
     from lossdoctor.sources.tb_download import looks_like_download_json
     from lossdoctor.sources.tensorboard import looks_like_event_file
+    from lossdoctor.sources.wandb_run import looks_like_wandb
 
     head = _head(path)
     if looks_like_event_file(head):
         return "tensorboard"
     if looks_like_download_json(head):
         return "tensorboard-download"
+    if looks_like_wandb(head):
+        return "wandb"
     if looks_like_history_json(head):
         return "history"
     if looks_like_jsonl(head):
@@ -98,6 +101,10 @@ def _read_file(path: Path, kind: str, options: Options) -> list[Run]:
         return read_history_json(
             path, train_loss=options.train_loss, val_loss=options.val_loss
         )
+    if kind == "wandb":
+        from lossdoctor.sources.wandb_run import read_wandb_file
+
+        return read_wandb_file(path, train_loss=options.train_loss, val_loss=options.val_loss)
     if kind == "tensorboard-download":
         from lossdoctor.sources.tb_download import read_download_json
 
@@ -179,6 +186,15 @@ def _named(loaded: list[Loaded], name: str) -> list[Loaded]:
             item.run.name = f"{name}#{suffix}" if suffix else name
         out.append(item)
     return out
+
+
+def _wandb_named(loaded: list[Loaded], folder: Path) -> list[Loaded]:
+    from lossdoctor.sources.wandb_run import display_name
+
+    for item in loaded:
+        if item.run is not None and (name := display_name(item.run)) is not None:
+            item.run.name = name if folder.parent == Path(".") else str(folder.parent / name)
+    return loaded
 
 
 def _single_record(run: Run) -> bool:
@@ -382,6 +398,9 @@ def _load_dir(root: Path, options: Options) -> list[Loaded]:
                 loaded = [x for x in loaded
                           if not isinstance(x.error, NotALogError | NoLossError)
                           and not (x.run is not None and _single_record(x.run))]
+            if kind == "wandb":  # by the name W&B shows, in the folder of its run
+                results += _wandb_named(loaded, file.parent.relative_to(root))
+                continue
             results += _named(loaded, file_name)
     if not results:
         return [
