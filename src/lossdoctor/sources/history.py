@@ -38,18 +38,24 @@ def _number(value: object) -> float | None:
     return None
 
 
+def load_json(path: Path, what: str) -> object:
+    """The JSON document in `path` (NaN and Infinity as Python writes them), or an
+    InputError naming the file: too large, or not JSON."""
+    if path.stat().st_size > MAX_BYTES:
+        raise InputError(str(path), f"{what} larger than 256 MiB")
+    try:
+        return json.loads(path.read_bytes().decode("utf-8", errors="replace"),
+                          parse_constant=lambda c: math.nan if c == "NaN" else
+                          (math.inf if c == "Infinity" else -math.inf))
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise InputError(str(path), f"not valid JSON ({exc})") from None
+
+
 def read_history_json(
     path: Path, *, train_loss: str | None = None, val_loss: str | None = None
 ) -> list[Run]:
     source = str(path)
-    if path.stat().st_size > MAX_BYTES:
-        raise InputError(source, "history JSON larger than 256 MiB")
-    try:
-        doc = json.loads(path.read_bytes().decode("utf-8", errors="replace"),
-                         parse_constant=lambda c: math.nan if c == "NaN" else
-                         (math.inf if c == "Infinity" else -math.inf))
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise InputError(source, f"not valid JSON ({exc})") from None
+    doc = load_json(path, "history JSON")
     if isinstance(doc, dict) and isinstance(doc.get("log_history"), list):
         # Hugging Face's trainer_state.json: one record per logging step or evaluation.
         from lossdoctor.sources.tabular import read_records

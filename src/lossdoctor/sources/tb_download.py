@@ -10,8 +10,6 @@ series side by side in a folder are read as that run (`run_base`, `merge`).
 
 from __future__ import annotations
 
-import json
-import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,10 +17,10 @@ from pathlib import Path
 from lossdoctor.errors import InputError
 from lossdoctor.run import Run, Series
 from lossdoctor.sources.epochs import attach_epochs
+from lossdoctor.sources.history import load_json
 from lossdoctor.sources.names import canonicalize
 
 FORMAT = "tensorboard-download"
-MAX_BYTES = 256 * 1024 * 1024
 _NAMED = re.compile(r"run[-_](?P<run>.*?)[-_]tag[-_](?P<tag>.+)")
 _SPLITS = ("train", "validation", "val", "valid", "eval")
 
@@ -84,14 +82,7 @@ def read_download_json(path: Path, *, train_loss: str | None = None,
     from lossdoctor.sources.tabular import read_records
 
     source = str(path)
-    if path.stat().st_size > MAX_BYTES:
-        raise InputError(source, "TensorBoard download larger than 256 MiB")
-    try:
-        rows = json.loads(path.read_bytes().decode("utf-8", errors="replace"),
-                          parse_constant=lambda c: math.nan if c == "NaN" else
-                          (math.inf if c == "Infinity" else -math.inf))
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise InputError(source, f"not valid JSON ({exc})") from None
+    rows = load_json(path, "TensorBoard download")
     if not isinstance(rows, list) or not all(
             isinstance(r, list) and len(r) == 3 and all(
                 isinstance(v, int | float) and not isinstance(v, bool) for v in r)
