@@ -3,7 +3,7 @@ numpy sample. Never modifies the caller's data: every array returned is a copy."
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,26 @@ def _split_batch(batch: Any) -> tuple[Any, Any]:
                      f"{type(batch).__name__}")
 
 
+def first_batches(batches: Iterable[Any], n: int,
+                  split: Callable[[Any], tuple[Any, Any]] = _split_batch,
+                  count: Callable[[Any], int] = len) -> tuple[list[Any], list[Any]]:
+    """(inputs, targets) of the first batches of a dataset/loader, as many as hold `n`
+    samples (`count` of a batch's inputs); `split` takes a batch apart."""
+    xs: list[Any] = []
+    ys: list[Any] = []
+    taken = 0
+    for batch in batches:
+        bx, by = split(batch)
+        xs.append(bx)
+        ys.append(by)
+        taken += count(bx)
+        if taken >= n:
+            break
+    if not xs:
+        raise ValueError("the dataset/loader yielded no batches")
+    return xs, ys
+
+
 def take_sample(
     x: Any, y: Any, n: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -42,20 +62,9 @@ def take_sample(
         if not isinstance(x, Iterable) or isinstance(x, np.ndarray):
             raise ValueError("y is missing: pass x and y arrays, or a dataset/loader "
                              "that yields (x, y) batches as x")
-        xs: list[np.ndarray] = []
-        ys: list[np.ndarray] = []
-        count = 0
-        for batch in x:
-            bx, by = _split_batch(batch)
-            bx_np, by_np = to_numpy(bx), to_numpy(by)
-            xs.append(bx_np)
-            ys.append(by_np)
-            count += len(bx_np)
-            if count >= n:
-                break
-        if not xs:
-            raise ValueError("the dataset/loader yielded no batches")
-        xa, ya = np.concatenate(xs)[:n], np.concatenate(ys)[:n]
+        xs, ys = first_batches(x, n)
+        xa = np.concatenate([to_numpy(b) for b in xs])[:n]
+        ya = np.concatenate([to_numpy(b) for b in ys])[:n]
         return xa, ya, xa
     xa, ya = to_numpy(x), to_numpy(y)
     if len(xa) != len(ya):

@@ -67,6 +67,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from lossdoctor.checks._data import first_batches
 from lossdoctor.diagnosis import Diagnosis
 from lossdoctor.findings import Finding
 from lossdoctor.live.at_exit import close_at_exit
@@ -206,25 +207,19 @@ def _probe_samples(probe: Any, n: int) -> tuple[Any, Any]:
     else:
         raise TypeError(f"probe: expected (x, y) or a dataset of (x, y) batches, got "
                         f"{type(probe).__name__}")
-    xs: list[Any] = []
-    ys: list[Any] = []
-    taken = 0
-    for batch in batches:
-        if not isinstance(batch, tuple | list) or len(batch) < 2:
-            raise TypeError("probe: each batch of the dataset must be (x, y) or "
-                            f"(x, y, sample_weight), got {type(batch).__name__}")
-        x, y = (keras.tree.map_structure(keras.ops.convert_to_numpy, part)
-                for part in batch[:2])
-        xs.append(x)
-        ys.append(y)
-        taken += _samples(x)
-        if taken >= n:
-            break
-    if not xs:
-        raise ValueError("probe: the dataset yielded no batch")
-    x, y = (keras.tree.map_structure(lambda *parts: np.concatenate(parts), *found)
+    xs, ys = first_batches(batches, n, _probe_batch, _samples)
+    x, y = (keras.tree.map_structure(
+        lambda *parts: np.concatenate([keras.ops.convert_to_numpy(p) for p in parts]), *found)
             for found in (xs, ys))
     return _first(x, n), _first(y, n)
+
+
+def _probe_batch(batch: Any) -> tuple[Any, Any]:
+    """(x, y) of a dataset's batch: (x, y) or (x, y, sample_weight)."""
+    if not isinstance(batch, tuple | list) or len(batch) < 2:
+        raise TypeError("probe: each batch of the dataset must be (x, y) or "
+                        f"(x, y, sample_weight), got {type(batch).__name__}")
+    return batch[0], batch[1]
 
 
 def _samples(data: Any) -> int:
