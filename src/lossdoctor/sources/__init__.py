@@ -308,8 +308,7 @@ def _merged_downloads(root: Path, folder: Path, files: list[Path], options: Opti
     """TensorBoard downloads of one run's series side by side (its training and
     validation loss, ...) read as that run; and the files left to read one by one (a
     group with a file that is not a download is read that way, with its errors)."""
-    from lossdoctor.sources.tabular import read_table_file
-    from lossdoctor.sources.tb_download import merge, read_download_json, run_base
+    from lossdoctor.sources.tb_download import merge, run_base
 
     groups: dict[str, list[Path]] = {}
     for file in files:
@@ -324,8 +323,8 @@ def _merged_downloads(root: Path, folder: Path, files: list[Path], options: Opti
         try:
             for file in group:
                 kind = _sniff(file)
-                runs += (read_download_json(file) if kind == "tensorboard-download"
-                         else read_table_file(file) if kind == "table" else [])
+                if kind in ("tensorboard-download", "table"):  # overrides apply once merged
+                    runs += _read_file(file, kind, Options())
         except (InputError, OSError, UnicodeError, ValueError):
             continue
         where = folder.relative_to(root)
