@@ -52,7 +52,8 @@ def _lines(text: str) -> list[str]:
 
 
 def looks_like_console(head: bytes) -> bool:
-    """Whether the start of a file holds Keras `fit` output or Trainer dict lines."""
+    """Whether the start of a file holds Keras `fit` output, Trainer dict lines or a
+    loop's lines per epoch."""
     if b"{'" not in head and not _EPOCH_THEN_LOSS.search(head.lower()):
         return False  # most files (every CSV log) end here: byte searches, no line work
     text = head.decode("utf-8", errors="replace")
