@@ -235,6 +235,21 @@ def test_layered_run_gives_every_layer_plot_in_depth_order() -> None:
     assert fractions.lines[0].label == "fc1 dead"  # the worst first
 
 
+def test_units_without_gradient_are_drawn_as_dead_units() -> None:
+    """A PyTorch model with `F.relu` has no activation layer: its dead units come as
+    the zero-gradient share of the Linear layers, drawn with the dead fractions."""
+    steps = np.arange(0, 100, 10)
+    run = Run("r", "s", "lossdoctor", {
+        "layer/fc1/zero_grad_fraction": Series(steps, np.full(10, 0.9)),
+        "layer/fc2/zero_grad_fraction": Series(steps, np.zeros(10)),
+    }, meta={"layers": [{"name": "fc1", "kind": "linear"}, {"name": "fc2", "kind": "linear"}]})
+    plot = pd.fraction_plot(Diagnosis(run, "unknown"))
+    assert plot is not None
+    assert [line.label for line in plot.lines] == ["fc1 dead (no gradient)",
+                                                   "fc2 dead (no gradient)"]
+    assert not any(line.dashed for line in plot.lines)
+
+
 def test_regime_span_ends_with_the_loss_not_with_other_series() -> None:
     e = np.arange(10)
     run = Run("r", "s", "tensorboard", {

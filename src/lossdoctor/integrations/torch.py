@@ -54,6 +54,9 @@ class _Layout(NamedTuple):
     # (hooked index, elements, units, 0-d values, per-unit maxima follow), in run order
     acts: list[tuple[int, int, int, int, bool]]
     bns: list[tuple[int, bool, bool]]  # (BatchNorm index, shift measured, frozen)
+    # The `Doctor._unit_layers` (indices) whose zero-gradient unit counts follow the
+    # activations' per-unit maxima, one count each.
+    zeros: tuple[int, ...] = ()
 
 
 class _Transfer:
@@ -123,7 +126,25 @@ def _activation_stats(x: torch.Tensor, kind: str) -> tuple[list[torch.Tensor], i
 def _row_width(norms: int, lay: _Layout) -> int:
     """How many values one sampled step with layout `lay` read back."""
     return (norms + sum(k for _, _, _, k, _ in lay.acts) + sum(s for _, s, _ in lay.bns)
-            + sum(units for _, _, units, _, vec in lay.acts if vec))
+            + len(lay.zeros) + sum(units for _, _, units, _, vec in lay.acts if vec))
+
+
+# Layers whose weight has one row per output unit (feature or channel): a unit whose row
+# and bias get exactly zero gradient from a whole batch is inactive on all of it.
+UNIT_LAYERS = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
+
+
+def _zero_grad_units(parts: list[torch.Tensor], layer_ids: torch.Tensor) -> torch.Tensor:
+    """How many units of each layer got no gradient at all from the step's batch (a
+    1-d tensor): a ReLU after the layer, in a module or as `F.relu` in `forward`, that
+    is off for every sample passes none back. `parts` holds one value per unit and
+    layer: the bias gradient, or without a bias the count of nonzero gradients in the
+    unit's weights (the bias alone decides where there is one: a unit whose inputs are
+    all zero, the layer before it dead, still gets a bias gradient). `layer_ids` says
+    which layer each value belongs to. A few kernels for all layers together (one per
+    layer cost 40 us each on a CPU)."""
+    silent = (torch.cat(parts) == 0).float()
+    return torch.zeros(len(parts), device=silent.device).index_add_(0, layer_ids, silent)
 
 
 def _bin_on_device(x: torch.Tensor) -> torch.Tensor:
@@ -199,16 +220,24 @@ class Doctor:
         Weights are taken before the step, like the weight norms; activations are the
         outputs of the hooked layers on that step's batch.
 
+    Linear and Conv layers also record `zero_grad_fraction` with the activations: the
+    share of their units (output features or channels) whose weights and bias got
+    exactly zero gradient from the step's batch. A ReLU that is off for every sample
+    passes no gradient back, so this finds dead units where the ReLU is no module
+    (`F.relu` in `forward`) and no forward hook can see its output.
+
     BatchNorm layers (watched even when their weights are not trained) also record
     `bn_frozen` (1 while they normalize with, or never update, their running
     statistics: eval mode or momentum 0 in a training step) and, while frozen,
     `bn_shift` (see `_bn_shift`), for the frozen-batchnorm rule.
 
     Limits: activation statistics come from leaf modules (an `nn.ReLU`, not
-    `F.relu` inside `forward`); the weights are copied before the step on sampled
-    steps (memory: one model's parameters); nan-origin names the exact layer and step
-    when the step went bad on a sampled step, otherwise the first layer seen bad on
-    the next (then fully read) step, with `exact_step: no` in its evidence.
+    `F.relu` inside `forward`: those dead units show through `zero_grad_fraction`,
+    saturated `torch.sigmoid`/`torch.tanh` calls do not); the weights are copied
+    before the step on sampled steps (memory: one model's parameters); nan-origin
+    names the exact layer and step when the step went bad on a sampled step,
+    otherwise the first layer seen bad on the next (then fully read) step, with
+    `exact_step: no` in its evidence.
     """
 
     def __init__(
@@ -300,6 +329,9 @@ class Doctor:
         self._act_hists: dict[int, torch.Tensor] = {}  # hooked index -> `_bin_on_device`
         self._seen: set[int] = set()  # hooked layers seen by a forward hook this step
         self._norms: list[torch.Tensor] = []  # gradient then weight norms, this step
+        # This step's `_zero_grad_units` and the unit layers they count (see `_Layout`).
+        self._zeros: tuple[torch.Tensor, tuple[int, ...]] | None = None
+        self._unit_ids: dict[tuple[tuple[int, ...], torch.device], torch.Tensor] = {}
         self._before: list[torch.Tensor] | None = None
         self._snapshot: list[torch.Tensor] | None = None  # buffers behind `_before`
         # Sampled steps waiting on the device: (step, all values as one tensor, layout).
@@ -347,6 +379,8 @@ class Doctor:
         self._hooked: list[tuple[str, torch.nn.Module, str]] = []
         self._bns: list[tuple[str, torch.nn.Module]] = []
         self._bn_of: dict[int, int] = {}  # index into _hooked -> index into _bns
+        # (layer index, weight's index in _params, bias's or None, units)
+        self._unit_layers: list[tuple[int, int, int | None, int]] = []
         layers_meta: list[dict[str, Any]] = []
         for name, module in self._inner.named_modules():
             own = [p for p in module.parameters(recurse=False) if id(p) in in_opt]
@@ -359,6 +393,12 @@ class Doctor:
                 continue
             name = name or cls
             if own:
+                index = {id(p): len(self._params) + i for i, p in enumerate(own)}
+                weight, bias = getattr(module, "weight", None), getattr(module, "bias", None)
+                if isinstance(module, UNIT_LAYERS) and weight is not None \
+                        and id(weight) in index:
+                    self._unit_layers.append((len(self._param_layers), index[id(weight)],
+                                              index.get(id(bias)), weight.shape[0]))
                 for p in own:
                     self._params.append(p)
                     self._param_layer.append(len(self._param_layers))
@@ -525,6 +565,36 @@ class Doctor:
                 self._before = self._snapshot_of(weights)
         except Exception as exc:
             self.monitor.monitor_error("gradients", exc)
+        if self._acting and self._unit_layers:  # with the activations: dead units show in both
+            try:
+                with torch.no_grad():
+                    self._count_silent_units()
+            except Exception as exc:
+                self.monitor.monitor_error("zero-gradient units", exc)
+
+    def _count_silent_units(self) -> None:
+        """`_zero_grad_units` of the unit layers whose weights have a gradient now (one
+        the loss did not reach this step has none: left out, not counted as dead)."""
+        params, parts, counted = self._params, [], []
+        for u, (_, w, b, units) in enumerate(self._unit_layers):
+            weight_grad = params[w].grad
+            if weight_grad is None:
+                continue
+            bias_grad = None if b is None else params[b].grad
+            parts.append(bias_grad.reshape(-1) if bias_grad is not None else
+                         torch.count_nonzero(weight_grad.reshape(units, -1), dim=1))
+            counted.append(u)
+        if not parts:
+            return
+        device = parts[0].device  # one device for the counts: a model may span several
+        parts = [p if p.device == device else p.to(device) for p in parts]
+        key = (tuple(counted), device)
+        ids = self._unit_ids.get(key)
+        if ids is None:  # which layer each unit belongs to, made once per layer set
+            sizes = torch.tensor([p.numel() for p in parts])
+            ids = torch.repeat_interleave(torch.arange(len(parts)), sizes).to(parts[0].device)
+            self._unit_ids[key] = ids
+        self._zeros = (_zero_grad_units(parts, ids), key[0])
 
     def _snapshot_of(self, weights: list[torch.Tensor]) -> list[torch.Tensor]:
         """The weights copied into buffers kept between readings: allocating and
@@ -598,6 +668,10 @@ class Doctor:
                         bns.append((b, shift is not None, frozen))
                         if shift is not None:
                             scalars.append(shift)
+                    counted: tuple[int, ...] = ()
+                    if self._zeros is not None:  # after the per-unit maxima
+                        vectors.append(self._zeros[0])
+                        counted = self._zeros[1]
                     # One tensor for the whole step: a handful of kernels, not dozens.
                     try:
                         flat = _joined(scalars, vectors)
@@ -605,7 +679,7 @@ class Doctor:
                         dev = w[0].device
                         flat = _joined([t.to(dev) for t in scalars],
                                        [t.to(dev) for t in vectors])
-                    self._rows.append((step, flat, _Layout(acts, bns)))
+                    self._rows.append((step, flat, _Layout(acts, bns, counted)))
         except Exception as exc:
             self.monitor.monitor_error("updates", exc)
         finally:
@@ -615,6 +689,7 @@ class Doctor:
                 self._reading_plan.taken(step)
             self._before = None
             self._norms = []
+            self._zeros = None
             self._acts = {}
             self._bn_vals = {}
             self._act_hists = {}
@@ -875,14 +950,15 @@ class Doctor:
         """The read-back values of sampled steps as a fixed-width table, one row per
         step: weight, update and grad norms per parameter, `STATS` per hooked layer
         (NaN where the layer did not run), its forward position (-1: did not run),
-        then bn_shift and bn_frozen per BatchNorm layer. Steps with the same layout
-        (readings with and without activations alternate) are finished together,
-        column-wise."""
+        then bn_shift and bn_frozen per BatchNorm layer, then the share of units with no
+        gradient per unit layer (`_unit_layers`; NaN on steps without activations).
+        Steps with the same layout (readings with and without activations alternate)
+        are finished together, column-wise."""
         n_p, n_a, n_b, n_s = len(self._params), len(self._hooked), len(self._bns), len(STATS)
         a0 = 3 * n_p
         o0 = a0 + n_a * n_s
         b0 = o0 + n_a
-        table = np.full((len(layouts), b0 + 2 * n_b), math.nan)
+        table = np.full((len(layouts), b0 + 2 * n_b + len(self._unit_layers)), math.nan)
         table[:, o0:b0] = -1.0
         kinds: list[_Layout] = []  # the distinct layouts (a few): compared, not hashed
         rows_of: list[list[int]] = []
@@ -934,6 +1010,10 @@ class Doctor:
             stats[:, 0], stats[:, 1], stats[:, 2], stats[:, 3] = mean, std, dead, sat
             stats[:, 4] = bad
             out[:, o0 + i] = order
+        if lay.zeros:  # after the per-unit maxima
+            counted = list(lay.zeros)
+            sizes = np.array([self._unit_layers[u][3] for u in counted])
+            out[:, b0 + 2 * n_b + np.array(counted)] = block[:, col:col + len(counted)] / sizes
 
     def _drain(self) -> None:
         """Write the values waiting on the host into the store."""
@@ -998,8 +1078,8 @@ class Doctor:
 
     def _split(self, table: np.ndarray) -> tuple[np.ndarray, ...]:
         """(layer weight norms, update norms, grad norms, activation stats, forward
-        order, bn_shift, bn_frozen) of a `_host_table`; parameter norms are combined
-        per layer."""
+        order, bn_shift, bn_frozen, zero-gradient unit shares) of a `_host_table`;
+        parameter norms are combined per layer."""
         n_p, n_l, n_a, n_b = (len(self._params), len(self._param_layers), len(self._hooked),
                               len(self._bns))
         rows = table.shape[0]
@@ -1007,7 +1087,9 @@ class Doctor:
         a1 = 3 * n_p + n_a * len(STATS)
         acts = table[:, 3 * n_p:a1].reshape(rows, n_a, len(STATS))
         order = table[:, a1:a1 + n_a]
-        shift, frozen = table[:, a1 + n_a:a1 + n_a + n_b], table[:, a1 + n_a + n_b:]
+        b1 = a1 + n_a
+        shift, frozen = table[:, b1:b1 + n_b], table[:, b1 + n_b:b1 + 2 * n_b]
+        zeros = table[:, b1 + 2 * n_b:]
         idx = np.asarray(self._param_layer, dtype=np.int64)
 
         def per_layer(norms: np.ndarray) -> np.ndarray:
@@ -1015,10 +1097,10 @@ class Doctor:
             np.add.at(sq.T, idx, (norms ** 2).T)
             return np.sqrt(sq)
 
-        return per_layer(w), per_layer(u), per_layer(g), acts, order, shift, frozen
+        return per_layer(w), per_layer(u), per_layer(g), acts, order, shift, frozen, zeros
 
     def _write_rows(self, steps: list[int], table: np.ndarray) -> None:
-        lw, lu, lg, acts, _, shift, frozen = self._split(table)
+        lw, lu, lg, acts, _, shift, frozen, zeros = self._split(table)
         store = self.monitor.store
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = lu / lw
@@ -1037,16 +1119,18 @@ class Doctor:
                 if stat == "saturated_fraction" and kind not in ("sigmoid", "tanh"):
                     continue
                 store.add_scalars(f"layer/{name}/{stat}", seen_steps, acts[seen, k, c])
-        for b, (name, _) in enumerate(self._bns):
-            for tag, col in (("bn_frozen", frozen), ("bn_shift", shift)):
-                ok = ~np.isnan(col[:, b])
-                if ok.any():
-                    store.add_scalars(f"layer/{name}/{tag}",
-                                      [s for s, y in zip(steps, ok, strict=True) if y],
-                                      col[ok, b])
+        columns = [(name, tag, col, b) for b, (name, _) in enumerate(self._bns)
+                   for tag, col in (("bn_frozen", frozen), ("bn_shift", shift))]
+        columns += [(self._param_layers[j], "zero_grad_fraction", zeros, u)
+                    for u, (j, *_) in enumerate(self._unit_layers)]
+        for name, tag, col, c in columns:
+            ok = ~np.isnan(col[:, c])
+            if ok.any():
+                store.add_scalars(f"layer/{name}/{tag}",
+                                  [s for s, y in zip(steps, ok, strict=True) if y], col[ok, c])
 
     def _find_nan_origin(self, steps: list[int], table: np.ndarray) -> None:
-        _, _, grads, acts, order, _, _ = self._split(table)
+        _, _, grads, acts, order, _, _, _ = self._split(table)
         for r, step in enumerate(steps):
             bad_fwd = [(order[r, k], k) for k in range(acts.shape[1])
                        if order[r, k] >= 0 and acts[r, k, 4] > 0]

@@ -17,6 +17,7 @@ SIGNALS = (
     "dead_fraction",
     "saturated_fraction",
     "nan_count",
+    "zero_grad_fraction",  # Linear/Conv: units whose weights got no gradient from a batch
     "bn_shift",  # BatchNorm: batch statistics vs running statistics
     "bn_frozen",  # BatchNorm: 1 while its running statistics are not updated
 )

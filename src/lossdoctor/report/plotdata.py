@@ -514,12 +514,17 @@ def by_depth_plot(
     )
 
 
+FRACTION_WORDS = {"dead_fraction": "dead", "zero_grad_fraction": "dead (no gradient)",
+                  "saturated_fraction": "saturated"}
+
+
 def fraction_plot(diagnosis: Diagnosis, buckets: int = 600) -> LinePlot | None:
-    """Dead (solid) and saturated (dashed) unit fractions over time, worst layers."""
+    """Dead (solid: inactive outputs, or no gradient into a Linear/Conv layer's units)
+    and saturated (dashed) unit fractions over time, worst layers."""
     layers = layer_signals(diagnosis.run)
     candidates: list[tuple[float, str, str, Series]] = []
     for name, sig in layers.items():
-        for signal in ("dead_fraction", "saturated_fraction"):
+        for signal in FRACTION_WORDS:
             s = sig.get(signal)
             if s is None or not len(s):
                 continue
@@ -532,7 +537,7 @@ def fraction_plot(diagnosis: Diagnosis, buckets: int = 600) -> LinePlot | None:
     lines: list[Line] = []
     for _, name, signal, s in shown:
         x, y = downsample_minmax(s.steps, s.values, buckets)
-        word = "dead" if signal == "dead_fraction" else "saturated"
+        word = FRACTION_WORDS[signal]
         lines.append(Line(f"{name} {word}", f"layer{len(lines)}", x, y, len(s),
                           dots=len(s) <= 80, dashed=signal == "saturated_fraction"))
     hidden = len(candidates) - len(shown)

@@ -16,7 +16,10 @@ Every decision uses the median of several readings, never one noisy step. Thresh
 - exploding-gradients: the first layer's gradient norm is more than 100x above the last
   one's, or a layer's gradient norm grew more than 1000x from its first readings.
 - dead-units: a ReLU-family layer whose share of units inactive on every sample of a
-  batch has a median above 0.5.
+  batch has a median above 0.5; or, where the ReLU is no layer of its own (`F.relu` in
+  a PyTorch `forward`), a Linear/Conv layer whose share of units that got exactly zero
+  gradient from a whole batch (`zero_grad_fraction`) has a median above 0.5. When
+  both see the same units, the activation's reading is named.
 - saturated-activations: a sigmoid/tanh layer with a median share of saturated outputs
   (sigmoid < 0.01 or > 0.99, |tanh| > 0.99) above 0.5.
 - frozen-batchnorm: a BatchNorm layer that normalizes with (or never updates) its
@@ -244,24 +247,39 @@ def gradients(run: Run) -> list[Finding]:
     return findings
 
 
-def _share_rule(run: Run, signal: str, kinds: set[str], threshold: float, code: str,
-                title: str) -> list[Finding]:
+def _share_hits(run: Run, signal: str, kinds: set[str] | None,
+                threshold: float) -> list[tuple[str, float, Series, int]]:
+    """Layers (of `kinds`, or any) whose recent median of `signal` is above `threshold`."""
     hits: list[tuple[str, float, Series, int]] = []
     for layer, signals in layer_signals(run).items():
         series = signals.get(signal)
         kind = _kind(run, layer)
-        if series is None or (kind and kind not in kinds):
+        if series is None or (kinds is not None and kind and kind not in kinds):
             continue
         tail = _tail_median(series)
         if tail is not None and tail[0] > threshold:
             hits.append((layer, tail[0], series, tail[1]))
-    return _worst(hits, code, highest=True, signal=signal, threshold=threshold, title=title)
+    return hits
+
+
+def _share_rule(run: Run, signal: str, kinds: set[str], threshold: float, code: str,
+                title: str) -> list[Finding]:
+    return _worst(_share_hits(run, signal, kinds, threshold), code, highest=True,
+                  signal=signal, threshold=threshold, title=title)
 
 
 def dead_units(run: Run) -> list[Finding]:
-    """dead-units: most units of a ReLU-family layer never fire."""
-    return _share_rule(run, "dead_fraction", RELU_KINDS, DEAD_SHARE, "dead-units",
-                       "{value:.0%} of the units of {layer} are never active")
+    """dead-units: most units of a ReLU-family layer never fire, seen in its outputs or
+    in the gradients of the layer that feeds it."""
+    active = _share_hits(run, "dead_fraction", RELU_KINDS, DEAD_SHARE)
+    silent = _share_hits(run, "zero_grad_fraction", None, DEAD_SHARE)
+    if silent and (not active or max(h[1] for h in silent) > max(h[1] for h in active)):
+        return _worst(silent, "dead-units", highest=True, signal="zero_grad_fraction",
+                      threshold=DEAD_SHARE, title="{value:.0%} of the units of {layer} "
+                      "are never active: no gradient reaches them")
+    return _worst(active, "dead-units", highest=True, signal="dead_fraction",
+                  threshold=DEAD_SHARE,
+                  title="{value:.0%} of the units of {layer} are never active")
 
 
 def saturated_activations(run: Run) -> list[Finding]:
