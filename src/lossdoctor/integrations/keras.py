@@ -883,7 +883,9 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         with self.monitor.guard("lr"):
             lr = getattr(getattr(self.model, "optimizer", None), "learning_rate", None)
             if lr is not None:
-                self._lrs.append((step, float(keras.ops.convert_to_numpy(lr))))
+                read = getattr(self._backend, "scalar_value", None)  # TensorFlow's
+                value = read(lr) if read is not None else keras.ops.convert_to_numpy(lr)
+                self._lrs.append((step, float(value)))
 
     def _maybe_stop(self) -> None:
         mon = self.monitor
