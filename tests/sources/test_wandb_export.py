@@ -95,3 +95,47 @@ def test_override_names_the_metric(tmp_path: Path) -> None:
     (run,) = read_table_file(path, train_loss="objective_ema", val_loss="holdout")
     assert run.name == "export#run-1"
     assert len(run.series[TRAIN_LOSS]) == len(run.series[VAL_LOSS]) == 20
+
+
+def test_a_runs_exports_from_two_panels_are_read_as_that_run(tmp_path: Path) -> None:
+    """Training loss exported from one panel, validation loss from another: each W&B
+    run is one run with both, so the turn of its validation loss is seen."""
+    folder = tmp_path / "project" / "sweep"
+    folder.mkdir(parents=True)
+    write_export(folder / "train_loss.csv", {"brisk-pond-1": {"train/loss": falling(40)},
+                                             "lucky-sun-2": {"train/loss": falling(40)},
+                                             "only-train-3": {"train/loss": falling(40)}})
+    write_export(folder / "val_loss.csv", {"brisk-pond-1": {"val/loss": turning_up(40)},
+                                           "lucky-sun-2": {"val/loss": falling(40)}},
+                 x_values=[10 * i + 5 for i in range(40)])
+    items = load(tmp_path / "project")
+    runs = {i.run.name: i.run for i in items if i.run is not None}
+    assert sorted(runs) == ["sweep/brisk-pond-1", "sweep/lucky-sun-2",
+                            "sweep/train_loss.csv#only-train-3"]
+    brisk = runs["sweep/brisk-pond-1"]
+    assert brisk.format == "wandb-csv" and brisk.warnings == []
+    assert len(brisk.series[TRAIN_LOSS]) == 40
+    assert brisk.series[VAL_LOSS].steps.tolist() == [10 * i + 5 for i in range(40)]
+    assert brisk.meta["files"] == [str(folder / "train_loss.csv"), str(folder / "val_loss.csv")]
+    assert diagnose(brisk).regime == "overfitting"
+    assert diagnose(runs["sweep/lucky-sun-2"]).regime != "overfitting"
+
+
+def test_a_series_in_two_exports_is_kept_once_with_a_warning(tmp_path: Path) -> None:
+    write_export(tmp_path / "a.csv", {"run-1": {"train/loss": falling(10)}})
+    write_export(tmp_path / "b.csv", {"run-1": {"train/loss": falling(30),
+                                                "val/loss": falling(30)}})
+    (item,) = load(tmp_path)
+    assert item.run is not None and item.run.name == "run-1"
+    assert len(item.run.series[TRAIN_LOSS]) == 30
+    assert item.run.warnings == ["train/loss is in more than one export; kept the one with "
+                                 "more points"]
+
+
+def test_exports_in_different_folders_stay_apart(tmp_path: Path) -> None:
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+    write_export(tmp_path / "a" / "train.csv", {"run-1": {"train/loss": falling(20)}})
+    write_export(tmp_path / "b" / "val.csv", {"run-1": {"val/loss": falling(20)}})
+    names = sorted(i.run.name for i in load(tmp_path) if i.run is not None)
+    assert names == ["a/train.csv#run-1", "b/val.csv#run-1"]

@@ -339,6 +339,24 @@ def _merged_downloads(root: Path, folder: Path, files: list[Path], options: Opti
     return merged, [f for f in files if f not in used]
 
 
+def _joined_panels(items: list[Loaded], folder: Path) -> list[Loaded]:
+    """A W&B run exported from several panels of one folder, read as one run."""
+    from lossdoctor.sources.wandb_export import join_panels
+
+    read = [item for item in items if item.run is not None]
+    if sum(item.run.format == "wandb-csv" for item in read if item.run) < 2:
+        return items
+    joined = iter(join_panels([item.run for item in read if item.run],
+                              "" if str(folder) == "." else str(folder)))
+    out: list[Loaded] = []
+    for item in items:
+        if item.run is None or (run := next(joined)) is item.run:
+            out.append(item)
+        elif run is not None:  # the first part of a joined run
+            out.append(Loaded(run.source, run=run))
+    return out
+
+
 def _load_dir(root: Path, options: Options) -> list[Loaded]:
     from lossdoctor.sources.tensorboard import run_subfolders
 
@@ -370,6 +388,7 @@ def _load_dir(root: Path, options: Options) -> list[Loaded]:
             )
         merged, files = _merged_downloads(root, folder, files, options)
         results += merged
+        first = len(results)  # this folder's files
         for file in files:
             if _is_event_name(file.name) or file.suffix.lower() not in LOG_SUFFIXES:
                 continue
@@ -401,6 +420,7 @@ def _load_dir(root: Path, options: Options) -> list[Loaded]:
                 results += _wandb_named(loaded, file.parent.relative_to(root))
                 continue
             results += _named(loaded, file_name)
+        results[first:] = _joined_panels(results[first:], folder.relative_to(root))
     if not results:
         return [
             Loaded(
