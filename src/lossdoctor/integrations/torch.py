@@ -592,7 +592,7 @@ class Doctor:
         ids = self._unit_ids.get(key)
         if ids is None:  # which layer each unit belongs to, made once per layer set
             sizes = torch.tensor([p.numel() for p in parts])
-            ids = torch.repeat_interleave(torch.arange(len(parts)), sizes).to(parts[0].device)
+            ids = torch.repeat_interleave(torch.arange(len(parts)), sizes).to(device)
             self._unit_ids[key] = ids
         self._zeros = (_zero_grad_units(parts, ids), key[0])
 
