@@ -139,3 +139,12 @@ def test_exports_in_different_folders_stay_apart(tmp_path: Path) -> None:
     write_export(tmp_path / "b" / "val.csv", {"run-1": {"val/loss": falling(20)}})
     names = sorted(i.run.name for i in load(tmp_path) if i.run is not None)
     assert names == ["a/train.csv#run-1", "b/val.csv#run-1"]
+
+
+def test_run_names_with_dots_are_joined_too(tmp_path: Path) -> None:
+    """W&B run names are free text (`lr-0.1.seed-2`): a dot is not a restarted part."""
+    write_export(tmp_path / "train.csv", {"lr-0.1.seed-2": {"train/loss": falling(20)}})
+    write_export(tmp_path / "val.csv", {"lr-0.1.seed-2": {"val/loss": falling(20)}})
+    (item,) = load(tmp_path)
+    assert item.run is not None and item.run.name == "lr-0.1.seed-2"
+    assert set(item.run.series) == {TRAIN_LOSS, VAL_LOSS}

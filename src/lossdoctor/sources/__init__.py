@@ -341,13 +341,12 @@ def _merged_downloads(root: Path, folder: Path, files: list[Path], options: Opti
 
 def _joined_panels(items: list[Loaded], folder: Path) -> list[Loaded]:
     """A W&B run exported from several panels of one folder, read as one run."""
-    from lossdoctor.sources.wandb_export import join_panels
+    from lossdoctor.sources.wandb_export import FORMAT, join_panels
 
-    read = [item for item in items if item.run is not None]
-    if sum(item.run.format == "wandb-csv" for item in read if item.run) < 2:
+    runs = [item.run for item in items if item.run is not None]
+    if sum(run.format == FORMAT for run in runs) < 2:
         return items
-    joined = iter(join_panels([item.run for item in read if item.run],
-                              "" if str(folder) == "." else str(folder)))
+    joined = iter(join_panels(runs, "" if str(folder) == "." else str(folder)))
     out: list[Loaded] = []
     for item in items:
         if item.run is None or (run := next(joined)) is item.run:

@@ -28,6 +28,7 @@ from lossdoctor.run import TRAIN_LOSS, VAL_LOSS, Run, Series
 from lossdoctor.sources.names import assign_roles, canonicalize
 from lossdoctor.sources.tb_download import FORMAT as DOWNLOAD_FORMAT
 from lossdoctor.sources.tb_download import is_download_header, series_name
+from lossdoctor.sources.wandb_export import FORMAT as WANDB_FORMAT
 from lossdoctor.sources.wandb_export import runs_in_header
 
 MAX_LINE_BYTES = 1 << 20  # a longer line is not a training log; refuse before reading on
@@ -940,7 +941,7 @@ def _wandb_runs(
         for run in _build_runs(sub, path, src, train_loss, val_loss):
             restart = run.name.partition("#")[2]  # the run's log restarted its steps
             run.name = f"{path.stem}#{run_name}" + (f".{restart}" if restart else "")
-            run.format = "wandb-csv"
+            run.format = WANDB_FORMAT
             out.append(run)
     return out
 

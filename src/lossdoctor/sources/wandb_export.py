@@ -58,11 +58,12 @@ def runs_in_header(names: Sequence[str]) -> dict[str, list[tuple[int, str]]] | N
 
 def _joinable(run: Run) -> str | None:
     """The W&B run a panel export's run belongs to, when it can be joined with others:
-    read with W&B's step as its x-axis, steps never restarted (a `#` part)."""
+    read with W&B's step as its x-axis, steps never restarted (`tabular` names the
+    parts of a restarted run `<file>#<run>.2`, ...)."""
     name = run.meta.get("wandb_run")
     if run.format != FORMAT or not isinstance(name, str) or run.meta.get("index") != "step":
         return None
-    return None if run.name.partition("#")[2].partition(".")[2] else name
+    return name if run.name.endswith(f"#{name}") else None
 
 
 def join_panels(runs: Sequence[Run], folder: str) -> list[Run | None]:
