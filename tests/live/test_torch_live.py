@@ -250,7 +250,8 @@ def test_failing_read_back_is_one_finding_and_training_completes(tmp_path, monke
 
 def test_hooks_are_attached_only_on_steps_that_read(tmp_path):
     # A plain step keeps only the post-step counter; the pre-step hook is there on
-    # steps that read, forward hooks on steps that read activations.
+    # steps that read, forward hooks on steps that read activations (one per hooked
+    # layer, and a pre/post pair on the model for the functions its forward calls).
     torch.manual_seed(0)
     m = dt.mlp()
     opt = torch.optim.SGD(m.parameters(), lr=0.05)
@@ -260,7 +261,8 @@ def test_hooks_are_attached_only_on_steps_that_read(tmp_path):
     seen = []
     for i in range(12):
         seen.append((len(opt._optimizer_step_pre_hooks), len(opt._optimizer_step_post_hooks),
-                     sum(len(mod._forward_hooks) for mod in m.modules())))
+                     sum(len(mod._forward_hooks) for mod in m.modules()),
+                     sum(len(mod._forward_pre_hooks) for mod in m.modules())))
         loss = torch.nn.functional.cross_entropy(m(x[i:i + 8]), y[i:i + 8])
         opt.zero_grad()
         loss.backward()
@@ -268,9 +270,9 @@ def test_hooks_are_attached_only_on_steps_that_read(tmp_path):
         doc.log(loss=loss)
     doc.close()
     hooked = len(doc._hooked)
-    reading = [(1, 1, hooked), (1, 1, 0)]  # activations every other reading
-    assert seen == [reading[0], *[(0, 1, 0)] * 3, reading[1], *[(0, 1, 0)] * 3,
-                    reading[0], *[(0, 1, 0)] * 3]
+    reading = [(1, 1, hooked + 1, 1), (1, 1, 0, 0)]  # activations every other reading
+    plain = [(0, 1, 0, 0)] * 3
+    assert seen == [reading[0], *plain, reading[1], *plain, reading[0], *plain]
     assert (len(opt._optimizer_step_pre_hooks), len(opt._optimizer_step_post_hooks)) == (0, 0)
     rows = read_run_dir(tmp_path / "r").series
     assert list(rows[f"layer/{doc._param_layers[0]}/update_norm"].steps) == [0, 4, 8]

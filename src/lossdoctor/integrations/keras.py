@@ -100,11 +100,14 @@ __all__ = ["Doctor", "StopTraining"]
 
 def _layer_kind(layer: keras.layers.Layer) -> str:
     """relu / sigmoid / tanh / ... for what the layer outputs, '' when not an
-    activation (Dense(activation='relu') outputs ReLU units)."""
+    activation (Dense(activation='relu') outputs ReLU units; a Lambda layer of a named
+    activation function too; a custom layer's `call` cannot be told)."""
     cls = type(layer).__name__.lower()
     if cls in ACTIVATIONS:
         return ACTIVATIONS[cls]
     act = getattr(layer, "activation", None)
+    if act is None and isinstance(layer, keras.layers.Lambda):
+        act = getattr(layer, "function", None)  # Lambda(keras.ops.relu), Lambda(tf.nn.tanh)
     name = getattr(act, "__name__", "") if act is not None else ""
     return ACTIVATIONS.get(str(name).lower(), "")
 

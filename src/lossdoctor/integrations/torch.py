@@ -31,6 +31,7 @@ import torch
 
 from lossdoctor.diagnosis import Diagnosis
 from lossdoctor.findings import Finding
+from lossdoctor.integrations.torch_functional import FunctionCalls
 from lossdoctor.live.at_exit import close_at_exit
 from lossdoctor.live.budget import OverheadBudget, ReadingPlan
 from lossdoctor.live.host_stats import SATURATION
@@ -231,9 +232,15 @@ class Doctor:
     statistics: eval mode or momentum 0 in a training step) and, while frozen,
     `bn_shift` (see `_bn_shift`), for the frozen-batchnorm rule.
 
-    Limits: activation statistics come from leaf modules (an `nn.ReLU`, not
-    `F.relu` inside `forward`: those dead units show through `zero_grad_fraction`,
-    saturated `torch.sigmoid`/`torch.tanh` calls do not); the weights are copied
+    Sigmoid and tanh called as functions in `forward` on a watched layer's output
+    (`torch.sigmoid(self.fc1(x))`, `x.tanh()`, `F.sigmoid`) are read as a layer of their
+    own, `sigmoid(fc1)`, next to `fc1` in run.json: mean, std and saturated fraction of
+    their outputs (see `torch_functional`), on the steps that read activations.
+
+    Limits: other activation statistics come from leaf modules (an `nn.ReLU`, not
+    `F.relu` inside `forward`: those dead units show through `zero_grad_fraction`;
+    a sigmoid of anything but a watched layer's output, such as a slice of it in a
+    hand-written LSTM cell, is not read); the weights are copied
     before the step on sampled steps (memory: one model's parameters); nan-origin
     names the exact layer and step when the step went bad on a sampled step,
     otherwise the first layer seen bad on the next (then fully read) step, with
@@ -355,6 +362,7 @@ class Doctor:
         self._pre_handle: Any = None
         self._fwd_handles: list[Any] = []
         self._hook_fns: list[Callable[..., None]] = []
+        self._functional = FunctionCalls(_activation_stats)  # sigmoid/tanh in forward
         self._reads = False  # the coming step reads something (set by `_plan`)
         self._next_event = 0  # the first optimizer step from which one may read
         self._hook_optimizer(True)
@@ -376,7 +384,10 @@ class Doctor:
         self._param_layers: list[str] = []
         self._params: list[torch.Tensor] = []  # the trained parameters
         self._param_layer: list[int] = []
-        self._hooked: list[tuple[str, torch.nn.Module, str]] = []
+        # Leaf modules, then the functional activations found on them (module None;
+        # see `_functional_layer`).
+        self._hooked: list[tuple[str, torch.nn.Module | None, str]] = []
+        self._functional_index: dict[tuple[int, str], int] = {}  # (leaf, kind) -> hooked
         self._bns: list[tuple[str, torch.nn.Module]] = []
         self._bn_of: dict[int, int] = {}  # index into _hooked -> index into _bns
         # (layer index, weight's index in _params, bias's or None, units)
@@ -422,6 +433,7 @@ class Doctor:
         self._drain()
         self._set_forward_hooks(False)
         self._hook_fns = []
+        self._functional.leave()
         self._acts, self._bn_vals, self._act_hists, self._seen = {}, {}, {}, set()
         self._snapshot = self._before = None
         watched = set(self._param_layers)
@@ -454,11 +466,17 @@ class Doctor:
     def _set_forward_hooks(self, on: bool) -> None:
         if on and not self._fwd_handles:
             with self.monitor.guard("hooks"):
+                modules = [(i, m, kind) for i, (_, m, kind) in enumerate(self._hooked)
+                           if m is not None]
                 if not self._hook_fns:  # made once: registration is on every sampled step
-                    self._hook_fns = [self._forward_hook(i, kind)
-                                      for i, (_, _, kind) in enumerate(self._hooked)]
-                for (_, module, _), fn in zip(self._hooked, self._hook_fns, strict=True):
+                    self._hook_fns = [self._forward_hook(i, kind) for i, _, kind in modules]
+                for (_, module, _), fn in zip(modules, self._hook_fns, strict=True):
                     self._fwd_handles.append(module.register_forward_hook(fn))
+                if modules:  # the functional activations, over the whole forward pass
+                    self._fwd_handles.append(
+                        self._inner.register_forward_pre_hook(self._enter_forward))
+                    self._fwd_handles.append(self._inner.register_forward_hook(
+                        self._leave_forward, always_call=True))
         elif not on and self._fwd_handles:
             for h in self._fwd_handles:
                 h.remove()
@@ -470,11 +488,26 @@ class Doctor:
         def hook(module: torch.nn.Module, inputs: Any, output: Any) -> None:
             # The model's mode, not the layer's: a BatchNorm put in eval mode for
             # fine-tuning still runs in a training step.
-            if not self.model.training or index in self._seen:
+            if not self.model.training:
+                return
+            x = _first_tensor(output)
+            if self._functional.on and x is not None:
+                if kind:  # an nn.Sigmoid's own torch.sigmoid call is its reading
+                    self._functional.covered(x)
+                else:
+                    self._functional.saw_output(x, index)
+            if index in self._seen:
                 return  # a module called twice in one step: its first call counts
             start = time.perf_counter()
             self._seen.add(index)
-            x = _first_tensor(output)
+            if self._functional.on:  # the function watch need not see the Doctor's own ops
+                with torch._C.DisableTorchFunction():
+                    measure(module, inputs, x)
+            else:
+                measure(module, inputs, x)
+            self._cost += time.perf_counter() - start
+
+        def measure(module: torch.nn.Module, inputs: Any, x: torch.Tensor | None) -> None:
             if x is not None and self._hist_due:
                 try:
                     self._act_hists[index] = _bin_on_device(x.detach())
@@ -495,9 +528,54 @@ class Doctor:
                                                  frozen)
                     except Exception as exc:
                         self.monitor.monitor_error("batchnorm", exc)
-            self._cost += time.perf_counter() - start
 
         return hook
+
+    def _enter_forward(self, module: torch.nn.Module, args: Any) -> None:
+        if self.model.training and (self._acting or self._hunt):
+            try:
+                self._functional.enter()
+            except Exception as exc:
+                self.monitor.monitor_error("functional activations", exc)
+
+    def _leave_forward(self, module: torch.nn.Module, args: Any, output: Any) -> None:
+        """The statistics of the saturating functions called on watched layers'
+        outputs in this forward pass (`torch_functional`)."""
+        if not self._functional.on:
+            return
+        start = time.perf_counter()
+        try:
+            calls = self._functional.leave()
+            error, self._functional.error = self._functional.error, None
+            if error is not None:
+                self.monitor.monitor_error("functional activations", error)
+            for leaf, kind, measured in calls:
+                index = self._functional_layer(leaf, kind)
+                if index not in self._acts:  # a second call in one step: the first counts
+                    self._acts[index] = measured
+        except Exception as exc:
+            self.monitor.monitor_error("functional activations", exc)
+        finally:
+            self._cost += time.perf_counter() - start
+
+    def _functional_layer(self, leaf: int, kind: str) -> int:
+        """The index in `_hooked` of `kind` applied as a function to leaf `leaf`'s
+        output, named `kind(leaf name)`; new ones go into run.json after that leaf."""
+        index = self._functional_index.get((leaf, kind))
+        if index is not None:
+            return index
+        self._drain()  # rows finished so far keep the table width they were made with
+        leaf_name = self._hooked[leaf][0]
+        name = f"{kind}({leaf_name})"
+        index = len(self._hooked)
+        self._hooked.append((name, None, kind))
+        self._functional_index[(leaf, kind)] = index
+        layers = self.monitor.store.meta["layers"]
+        at = next((k + 1 for k, x in enumerate(layers) if x.get("name") == leaf_name),
+                  len(layers))
+        layers.insert(at, {"name": name, "type": "function", "kind": kind, "params": 0})
+        self.monitor.store.write_meta()
+        return index
 
     def _write_histograms(self, step: int) -> None:
         """Weight and gradient histograms per layer and the activation histograms the
