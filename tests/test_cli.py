@@ -176,6 +176,15 @@ def test_every_wild_log_is_read_and_diagnosed(capsys):
     # first validation loss of 3.2666 (ln 26 = 3.2581): 26 classes, never learned.
     [plateau] = [f for f in by_name["w20.csv"]["findings"] if f["code"] == "plateau"]
     assert plateau["evidence"]["chance_classes"] == 26
+    # Binary (first loss 0.690, ln 2 = 0.693) and 39 validation passes later the lowest
+    # loss is 0.633 (training's), 8.6% below ln 2, accuracy at best 66%: still falling,
+    # so still learning, but close to a coin toss; and the only wild log that is.
+    [barely] = [f for f in by_name["w13.csv"]["findings"] if f["code"] == "barely-learning"]
+    assert by_name["w13.csv"]["regime"] == "still-learning"
+    assert barely["evidence"]["classes"] == 2
+    assert barely["evidence"]["validation_passes"] == 39
+    assert [r["run"] for r in doc["runs"]
+            if any(f["code"] == "barely-learning" for f in r["findings"])] == ["w13.csv"]
 
 
 def test_verify_catches_a_flipped_data_byte(tmp_path: Path):

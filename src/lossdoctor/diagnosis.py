@@ -13,15 +13,19 @@ from lossdoctor.run import Run
 # A specific finding explains a general one away: a loss frozen by softmax overflow
 # is also "flat", but "decay the learning rate" would be the wrong advice.
 SUPERSEDES: dict[str, frozenset[str]] = {
-    "softmax-overflow": frozenset({"plateau", "lr-too-high", "lr-too-low"}),
-    "constant-loss": frozenset({"plateau", "lr-too-high", "lr-too-low"}),
-    "nan-loss": frozenset({"lr-too-high"}),
+    "softmax-overflow": frozenset({"plateau", "lr-too-high", "lr-too-low", "barely-learning"}),
+    "constant-loss": frozenset({"plateau", "lr-too-high", "lr-too-low", "barely-learning"}),
+    "nan-loss": frozenset({"lr-too-high", "barely-learning"}),
     # Spikes everywhere are what divergence looks like per step; one finding says it.
-    "diverging": frozenset({"loss-spike"}),
+    "diverging": frozenset({"loss-spike", "barely-learning"}),
     # Both advise a lower learning rate; the specific diagnosis says why.
     "lr-too-high": frozenset({"plateau"}),
     # A train/validation accuracy gap is the symptom; regularizing would not cure it.
-    "data-problem": frozenset({"generalization-gap"}),
+    "data-problem": frozenset({"generalization-gap", "barely-learning"}),
+    # A flat run near chance is a plateau (at chance, with its own advice); a straight
+    # slow descent near chance is the learning rate's, and says so more precisely.
+    "plateau": frozenset({"barely-learning"}),
+    "lr-too-low": frozenset({"barely-learning"}),
 }
 
 

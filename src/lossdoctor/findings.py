@@ -182,6 +182,29 @@ CATALOG: dict[str, CatalogEntry] = {
             ],
         ),
         _entry(
+            "barely-learning", "curves", W,
+            "After many epochs the model is still close to a uniform guess",
+            "The loss has come down only a little from ln C, the loss of guessing every "
+            "class equally, and the accuracy is not far above chance: the model learns, "
+            "but too slowly or too little to become useful. Usual causes: a learning rate "
+            "too small to move the weights, inputs that say little about the labels (a "
+            "preprocessing or alignment bug, or a genuinely hard task), too few samples "
+            "for the model, or a network that passes a weak signal (frozen layers, heavy "
+            "regularization, saturated units).",
+            [
+                "Raise the learning rate 3-10x for a few epochs (an LR range test finds "
+                "the largest stable value).",
+                "Check that the model can overfit a handful of samples (`lossdoctor check`, "
+                "or train on 10 samples until the loss is near 0): if it cannot, the "
+                "model, the loss or the labels are at fault.",
+                "Check that inputs and labels line up after loading, shuffling and "
+                "augmentation, and that the inputs are scaled to about unit range.",
+                "Loosen regularization (weight decay, dropout) and unfreeze layers left "
+                "frozen; if all of that holds, the inputs may carry little about the "
+                "labels: more data or better features.",
+            ],
+        ),
+        _entry(
             "generalization-gap", "curves", W,
             "Training accuracy is far above validation accuracy",
             "A large gap between training and validation accuracy means the model has "

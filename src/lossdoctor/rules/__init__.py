@@ -6,7 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from lossdoctor.findings import Finding
-from lossdoctor.rules.curves import generalization_gap, loss_spike, lr_too_high, lr_too_low
+from lossdoctor.rules.curves import (
+    barely_learning,
+    generalization_gap,
+    loss_spike,
+    lr_too_high,
+    lr_too_low,
+)
 from lossdoctor.rules.layers import LAYER_RULES
 from lossdoctor.rules.numerics import frozen_loss, nan_loss
 from lossdoctor.rules.regime import RegimeVerdict, assess_regime, regime_rule
@@ -21,6 +27,7 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     frozen_loss,
     lr_too_high,
     lr_too_low,
+    barely_learning,
     generalization_gap,
     loss_spike,
     # Per-layer signals of a live doctor, and its live-only findings (run.json).

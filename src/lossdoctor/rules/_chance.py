@@ -37,6 +37,24 @@ class ChanceLevel:
         return 1.0 / self.classes
 
 
+def _classes_of_first_loss(first: float) -> int:
+    """C when `first` is ln C for a whole C >= 2 (within `CHANCE_LOSS_RTOL`), else 0."""
+    c = round(math.exp(first)) if 0.5 < first <= 1.02 * math.log(MAX_CLASSES) else 0
+    if c < 2 or abs(math.log(c) - first) > CHANCE_LOSS_RTOL * math.log(c):
+        return 0
+    return c
+
+
+def _accuracies_and_losses(run: Run) -> tuple[list[np.ndarray], list[np.ndarray]] | None:
+    """The logged accuracies (validation's first) and the finite losses (validation's
+    first), or None when either is missing."""
+    accuracies = [a for key in (VAL_ACC, TRAIN_ACC)
+                  if (s := run.get(key)) is not None and (a := accuracy_fractions(s)).size]
+    losses = [v[np.isfinite(v)] for key in (VAL_LOSS, TRAIN_LOSS)
+              if (s := run.get(key)) is not None and np.isfinite(v := s.values).any()]
+    return (accuracies, losses) if accuracies and losses else None
+
+
 def never_learned(run: Run) -> ChanceLevel | None:
     """C and the best accuracy when the run stayed at chance: its first validation (or
     else training) loss is ln C for the nearest whole C (a uniform guess over C
@@ -45,27 +63,77 @@ def never_learned(run: Run) -> ChanceLevel | None:
     loss can sit near ln C for some C by coincidence), and no accuracy it logged,
     training or validation, rose above chance by more than `CHANCE_MARGIN` of the way
     to 100%. None without accuracies."""
-    accuracies = [a for key in (VAL_ACC, TRAIN_ACC)
-                  if (s := run.get(key)) is not None and (a := accuracy_fractions(s)).size]
-    if not accuracies:
+    logged = _accuracies_and_losses(run)
+    if logged is None:
         return None
+    accuracies, losses = logged
     best = max(float(a.max()) for a in accuracies)
     typical = float(np.median(accuracies[0]))  # validation's, when logged
-    losses = [v[np.isfinite(v)] for key in (VAL_LOSS, TRAIN_LOSS)
-              if (s := run.get(key)) is not None and np.isfinite(v := s.values).any()]
-    if not losses:
-        return None
     lowest = min(float(v.min()) for v in losses)
-    for first in (float(v[0]) for v in losses):
-        c = round(math.exp(first)) if 0.5 < first <= 1.02 * math.log(MAX_CLASSES) else 0
-        if c < 2:
+    for c in (_classes_of_first_loss(float(v[0])) for v in losses):
+        if not c:
             continue
         uniform, chance = math.log(c), 1.0 / c
-        if (abs(uniform - first) <= CHANCE_LOSS_RTOL * uniform
-                and lowest >= (1.0 - CHANCE_LOSS_FLOOR) * uniform
+        if (lowest >= (1.0 - CHANCE_LOSS_FLOOR) * uniform
                 and typical >= 0.5 * chance
                 and best <= chance + CHANCE_MARGIN * (1.0 - chance)):
             return ChanceLevel(c, best)
+    return None
+
+
+# barely-learning: after at least this many epochs (or, without epochs, validation
+# points) ...
+BARELY_MIN_EVALUATIONS = 20
+# ... the lowest loss logged is still less than this share below ln C ...
+BARELY_LOSS_SHARE = 0.10
+# ... and no accuracy rose more than this share of the way from chance to 100%.
+BARELY_ACCURACY_MARGIN = 0.5
+
+
+@dataclass(frozen=True)
+class NearChance:
+    classes: int
+    lowest_loss: float
+    best_accuracy: float
+    evaluations: int
+    unit: str  # "epochs", or "validation passes" when the log has no epochs
+
+    @property
+    def reduction(self) -> float:
+        """How much of a uniform guess's loss the run has removed (0: none, 1: all)."""
+        return 1.0 - self.lowest_loss / math.log(self.classes)
+
+
+def _evaluations(run: Run) -> tuple[int, str]:
+    """How long the run trained, in epochs when the log has them, else in validation
+    points (one per epoch in the usual logs); (0, "") when neither is known."""
+    for key in (VAL_LOSS, TRAIN_LOSS):
+        s = run.get(key)
+        if s is not None and s.epochs is not None and s.epochs.size:
+            return int(s.epochs.max() - s.epochs.min()) + 1, "epochs"
+    val = run.get(VAL_LOSS)
+    return (int(val.values.size), "validation passes") if val is not None else (0, "")
+
+
+def barely_learned(run: Run) -> NearChance | None:
+    """A classifier that started as a uniform guess over C classes (first loss ln C)
+    and, after `BARELY_MIN_EVALUATIONS` epochs, has removed less than
+    `BARELY_LOSS_SHARE` of that loss, with accuracies to match; None otherwise."""
+    logged = _accuracies_and_losses(run)
+    evaluations, unit = _evaluations(run)
+    if logged is None or evaluations < BARELY_MIN_EVALUATIONS:
+        return None
+    accuracies, losses = logged
+    best = max(float(a.max()) for a in accuracies)
+    typical = float(np.median(accuracies[0]))
+    lowest = min(float(v.min()) for v in losses)
+    for c in (_classes_of_first_loss(float(v[0])) for v in losses):
+        if not c:
+            continue
+        chance = 1.0 / c
+        if (lowest >= (1.0 - BARELY_LOSS_SHARE) * math.log(c) and typical >= 0.5 * chance
+                and best <= chance + BARELY_ACCURACY_MARGIN * (1.0 - chance)):
+            return NearChance(c, lowest, best, evaluations, unit)
     return None
 
 

@@ -1,12 +1,15 @@
 """Shape of the loss curve: what it says about the learning rate, the train/val
-accuracy gap, isolated spikes."""
+accuracy gap, isolated spikes, a classifier that stays near a uniform guess."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from lossdoctor.findings import Finding, make_finding
-from lossdoctor.rules._lr import fixes_with_lr
+from lossdoctor.findings import CATALOG, Finding, make_finding
+from lossdoctor.rules._chance import barely_learned
+from lossdoctor.rules._lr import fixes_with_lr, lr_summary
 from lossdoctor.rules._stats import (
     Binned,
     accuracy_fractions,
@@ -17,7 +20,7 @@ from lossdoctor.rules._stats import (
     trend,
 )
 from lossdoctor.rules._where import locate
-from lossdoctor.run import TRAIN_ACC, TRAIN_LOSS, VAL_ACC, Run, Series
+from lossdoctor.run import TRAIN_ACC, TRAIN_LOSS, VAL_ACC, VAL_LOSS, Run, Series
 
 MIN_POINTS = 6
 
@@ -166,6 +169,39 @@ def lr_too_low(run: Run) -> list[Finding]:
             )
         ]
     return []
+
+
+def barely_learning(run: Run) -> list[Finding]:
+    """barely-learning: a classifier still near a uniform guess after many epochs
+    (`_chance.barely_learned`); where it starts: the run's first point."""
+    near = barely_learned(run)
+    if near is None:
+        return []
+    series = run.get(VAL_LOSS)
+    series = series if series is not None else run.get(TRAIN_LOSS)
+    assert series is not None  # barely_learned needs a loss
+    step, epoch = locate(series, 0)
+    uniform, chance = math.log(near.classes), 1.0 / near.classes
+    evidence: dict[str, float | int | str] = {
+        "classes": near.classes, "uniform_loss": round(uniform, 6),
+        "lowest_loss": round(near.lowest_loss, 6),
+        "loss_removed_share": round(near.reduction, 4),
+        "best_accuracy": round(near.best_accuracy, 4),
+        near.unit.replace(" ", "_"): near.evaluations,
+    }
+    fixes = list(CATALOG["barely-learning"].fixes)
+    summary = lr_summary(run)
+    if summary is not None:
+        first, last, _ = summary
+        evidence.update(lr_first=first, lr_last=last)
+        fixes[0] = (f"Raise the learning rate from {first:.3g} to {3 * first:.3g}-"
+                    f"{10 * first:.3g} for a few epochs (an LR range test finds the largest "
+                    "stable value).")
+    title = (f"After {near.evaluations} {near.unit} the loss is still near a uniform guess: "
+             f"lowest {near.lowest_loss:.4g}, {near.reduction:.1%} below ln {near.classes} = "
+             f"{uniform:.4g}; best accuracy {near.best_accuracy:.1%} (chance {chance:.1%})")
+    return [make_finding("barely-learning", step=step, epoch=epoch, evidence=evidence,
+                         title=title, fixes=fixes)]
 
 
 def generalization_gap(run: Run) -> list[Finding]:
