@@ -6,15 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
 from tests.live import digits_keras as dk  # noqa: E402
-
-from lossdoctor.sources.rundir import read_run_dir  # noqa: E402
+from tests.live.layer_series import layer_medians  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -48,16 +46,10 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, obje
     return out
 
 
-def _medians(run_dir: Path, signal: str) -> dict[str, float]:
-    run = read_run_dir(run_dir)
-    return {tag.split("/")[1]: float(np.median(s.values)) for tag, s in run.series.items()
-            if tag.endswith("/" + signal)}
-
-
 def test_dead_units_behind_lambda_relus_are_found(runs):
     run_dir, diagnosis = runs["dead"]
-    assert _medians(run_dir, "dead_fraction") == {"relu_0": 1.0, "relu_1": 1.0}
-    assert set(_medians(run_dir, "saturated_fraction")) == {"tanh_2"}
+    assert layer_medians(run_dir, "dead_fraction") == {"relu_0": 1.0, "relu_1": 1.0}
+    assert set(layer_medians(run_dir, "saturated_fraction")) == {"tanh_2"}
     dead = [f for f in diagnosis.findings if f.code == "dead-units"]
     assert len(dead) == 1
     assert dead[0].layer in ("relu_0", "relu_1")
@@ -65,7 +57,7 @@ def test_dead_units_behind_lambda_relus_are_found(runs):
 
 def test_healthy_twin_reads_the_same_signals_and_stays_quiet(runs):
     run_dir, diagnosis = runs["healthy"]
-    dead = _medians(run_dir, "dead_fraction")
+    dead = layer_medians(run_dir, "dead_fraction")
     assert set(dead) == {"relu_0", "relu_1"}
     assert max(dead.values()) < 0.5
     assert not [f for f in diagnosis.findings

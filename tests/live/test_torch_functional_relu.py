@@ -13,6 +13,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
 from tests.live import digits_torch as dt  # noqa: E402
+from tests.live.layer_series import layer_medians  # noqa: E402
 
 from lossdoctor.sources.rundir import read_run_dir  # noqa: E402
 
@@ -53,12 +54,6 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, obje
     return out
 
 
-def _medians(run_dir: Path, signal: str) -> dict[str, float]:
-    run = read_run_dir(run_dir)
-    return {tag.split("/")[1]: float(np.median(s.values)) for tag, s in run.series.items()
-            if tag.endswith("/" + signal)}
-
-
 def test_dead_units_behind_functional_relu_are_found_at_the_first_layer(runs):
     run_dir, diagnosis = runs["dead"]
     dead = [f for f in diagnosis.findings if f.code == "dead-units"]
@@ -66,15 +61,15 @@ def test_dead_units_behind_functional_relu_are_found_at_the_first_layer(runs):
     assert dead[0].layer == "conv"  # the shallowest dead layer, where it starts
     assert dead[0].evidence["median_zero_grad_fraction"] == 1.0
     assert "no gradient" in dead[0].title
-    shares = _medians(run_dir, "zero_grad_fraction")
+    shares = layer_medians(run_dir, "zero_grad_fraction")
     assert shares == {"conv": 1.0, "fc1": 1.0, "fc2": 1.0, "out": 0.0}
-    assert _medians(run_dir, "dead_fraction") == {}  # no activation module to hook
+    assert layer_medians(run_dir, "dead_fraction") == {}  # no activation module to hook
 
 
 def test_healthy_twin_has_live_units_and_no_finding(runs):
     run_dir, diagnosis = runs["healthy"]
     assert not [f for f in diagnosis.findings if f.code == "dead-units"]
-    shares = _medians(run_dir, "zero_grad_fraction")
+    shares = layer_medians(run_dir, "zero_grad_fraction")
     assert set(shares) == {"conv", "fc1", "fc2", "out"}
     assert max(shares.values()) < 0.5
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
 from tests.live import digits_torch as dt  # noqa: E402
+from tests.live.layer_series import layer_medians  # noqa: E402
 
 from lossdoctor.sources.rundir import read_run_dir  # noqa: E402
 
@@ -55,15 +55,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, obje
     return out
 
 
-def _medians(run_dir: Path, signal: str) -> dict[str, float]:
-    run = read_run_dir(run_dir)
-    return {tag.split("/")[1]: float(np.median(s.values)) for tag, s in run.series.items()
-            if tag.endswith("/" + signal)}
-
-
 def test_saturated_functional_activations_are_measured_and_found(runs):
     run_dir, diagnosis = runs["saturated"]
-    shares = _medians(run_dir, "saturated_fraction")
+    shares = layer_medians(run_dir, "saturated_fraction")
     # The module's reading stays under its own name; the functions get theirs.
     assert set(shares) == {"squash", "tanh(fc2)", "sigmoid(fc3)"}
     assert shares["squash"] < 0.2 < 0.5 < min(shares["tanh(fc2)"], shares["sigmoid(fc3)"])
@@ -75,14 +69,14 @@ def test_saturated_functional_activations_are_measured_and_found(runs):
     names = [x["name"] for x in json.loads((run_dir / "run.json").read_text())["layers"]]
     assert names.index("tanh(fc2)") == names.index("fc2") + 1
     assert names.index("sigmoid(fc3)") == names.index("fc3") + 1
-    stds = _medians(run_dir, "act_std")
+    stds = layer_medians(run_dir, "act_std")
     assert 0.0 < stds["sigmoid(fc3)"] <= 0.5  # a sigmoid's output, not fc3's
 
 
 def test_healthy_twin_has_unsaturated_functions_and_no_finding(runs):
     run_dir, diagnosis = runs["healthy"]
     assert not [f for f in diagnosis.findings if f.code == "saturated-activations"]
-    shares = _medians(run_dir, "saturated_fraction")
+    shares = layer_medians(run_dir, "saturated_fraction")
     assert set(shares) == {"squash", "tanh(fc2)", "sigmoid(fc3)"}
     assert max(shares.values()) < 0.2
 

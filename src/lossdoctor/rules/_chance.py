@@ -81,8 +81,8 @@ def never_learned(run: Run) -> ChanceLevel | None:
     return None
 
 
-# barely-learning: after at least this many epochs (or, without epochs, validation
-# points) ...
+# barely-learning: after at least this many epochs (or, in a log without epochs, this
+# many validation passes) ...
 BARELY_MIN_EVALUATIONS = 20
 # ... the lowest loss logged is still less than this share below ln C ...
 BARELY_LOSS_SHARE = 0.10
@@ -106,7 +106,7 @@ class NearChance:
 
 def _evaluations(run: Run) -> tuple[int, str]:
     """How long the run trained, in epochs when the log has them, else in validation
-    points (one per epoch in the usual logs); (0, "") when neither is known."""
+    passes (one per epoch in the usual logs); (0, "") when neither is known."""
     for key in (VAL_LOSS, TRAIN_LOSS):
         s = run.get(key)
         if s is not None and s.epochs is not None and s.epochs.size:
