@@ -58,7 +58,7 @@ class Scenario:
     label_noise: float = 0.0  # fraction of training labels replaced by random ones
     fresh_noise: bool = False  # redraw the noisy labels every batch (no memorizing them)
     weight_decay: float = 0.0  # L2 penalty (Keras) / SGD-Adam weight_decay (PyTorch)
-    loss: str = "ce"  # "ce" | "log-of-zero" | "clipped"
+    loss: str = "ce"  # "ce" | "log-of-zero" | "clipped" | "bce-on-class-ids"
     zero_output: bool = False  # output layer starts at exactly zero
     hidden_bias: float | None = None  # hidden layers' bias starts here (very negative: dead)
     standardize: bool = True
@@ -103,6 +103,9 @@ _COMMON: dict[str, Scenario] = {
     "softmax-overflow": Scenario(
         hidden=(64,), optimizer="sgd", lr=100.0, epochs=15, loss="clipped"
     ),
+    # Binary cross-entropy on the class index (0-9) as every output's target: for a
+    # target above 1 the loss has no floor, and it falls further below zero each epoch.
+    "unbounded": Scenario(hidden=(64,), lr=1e-3, epochs=15, loss="bce-on-class-ids"),
     # The healthy run with one batch of garbage inputs at step 400.
     "loss-spike": Scenario(hidden=(64,), lr=1e-3, epochs=20, weight_decay=1e-4, spike_step=400),
 }
@@ -120,6 +123,7 @@ KERAS_SCENARIOS: tuple[str, ...] = (
     "dead-network",
     "constant",
     "softmax-overflow",
+    "unbounded",
 )
 TORCH_SCENARIOS: tuple[str, ...] = (*KERAS_SCENARIOS, "loss-spike")
 
@@ -213,7 +217,7 @@ def run_keras_scenario(name: str, out_dir: Path) -> Path:
                                          bias_initializer=bias))
     out_init = "zeros" if sc.zero_output else "glorot_uniform"
     # Hand-written losses take probabilities, as the classic buggy code does.
-    out_act = "softmax" if sc.loss != "ce" else None
+    out_act = "softmax" if sc.loss in ("log-of-zero", "clipped") else None
     layers.append(
         keras.layers.Dense(
             10, activation=out_act, kernel_initializer=out_init, kernel_regularizer=reg
@@ -238,6 +242,13 @@ def run_keras_scenario(name: str, out_dir: Path) -> Path:
             # and, being clipped, sends back no gradient.
             onehot = ops.one_hot(ops.cast(ops.reshape(y_true, (-1,)), "int32"), 10)
             return -ops.sum(onehot * ops.log(ops.clip(p, 1e-7, 1.0)), axis=-1)
+    elif sc.loss == "bce-on-class-ids":
+
+        def loss(y_true: Any, logits: Any) -> Any:
+            # The class index where a 0/1 indicator belongs (a multi-label loss fed
+            # single-label targets).
+            target = ops.cast(ops.reshape(y_true, (-1, 1)), "float32") * ops.ones_like(logits)
+            return ops.mean(ops.binary_crossentropy(target, logits, from_logits=True), axis=-1)
     else:
         raise ValueError(f"unknown loss {sc.loss!r}")
 
@@ -359,6 +370,10 @@ def run_torch_scenario(name: str, out_dir: Path) -> Path:
         def criterion(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
             if sc.loss == "ce":
                 return nn.functional.cross_entropy(logits, target)
+            if sc.loss == "bce-on-class-ids":
+                # The class index where a 0/1 indicator belongs.
+                ids = target.to(logits.dtype)[:, None].expand_as(logits)
+                return nn.functional.binary_cross_entropy_with_logits(logits, ids)
             p = torch.softmax(logits, dim=1)
             if sc.loss == "log-of-zero":
                 # No clamp: 0 * log(0) = NaN once a probability underflows to zero.

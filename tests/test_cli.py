@@ -179,6 +179,11 @@ def test_every_wild_log_is_read_and_diagnosed(capsys):
     # Binary (first loss 0.690, ln 2 = 0.693) and 39 validation passes later the lowest
     # loss is 0.633 (training's), 8.6% below ln 2, accuracy at best 66%: still falling,
     # so still learning, but close to a coin toss; and the only wild log that is.
+    # Read off the file: -33,835 at epoch 0, -6.5e7 at epoch 69, falling faster and
+    # faster (an ECG model's binary cross-entropy, whose loss cannot go below zero).
+    assert by_name["w30.log"]["regime"] == "diverging"
+    [runaway] = by_name["w30.log"]["findings"]
+    assert runaway["title"].startswith("The loss fell without a floor")
     [barely] = [f for f in by_name["w13.csv"]["findings"] if f["code"] == "barely-learning"]
     assert by_name["w13.csv"]["regime"] == "still-learning"
     assert barely["evidence"]["classes"] == 2

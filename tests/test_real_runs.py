@@ -31,6 +31,7 @@ EXPECTED: dict[str, tuple[set[str], set[str], set[str]]] = {
     "constant": ({"plateau"}, {"constant-loss"}, set()),
     "softmax-overflow": ({"plateau"}, {"softmax-overflow"}, set()),
     "loss-spike": ({"still-learning", "converged"}, {"loss-spike"}, set()),
+    "unbounded": ({"diverging"}, {"diverging"}, set()),
 }
 CURVE_AND_NUMERIC_CODES = {
     code for code, entry in CATALOG.items() if entry.family in ("curves", "numerics")
@@ -147,6 +148,21 @@ def test_barely_learning_on_real_runs(keras_runs: dict[str, Path], torch_runs: d
                            (torch_runs, "healthy"), (keras_runs, "overfitting"),
                            (torch_runs, "loss-spike")):
             assert barely_learning(diagnosed(sources_of(runs[name])[source]).run) == [], name
+
+
+@pytest.mark.slow
+def test_a_loss_without_a_floor_is_told_apart(keras_runs: dict[str, Path],
+                                             torch_runs: dict[str, Path]):
+    # Binary cross-entropy on class indices: about -1000 after 15 epochs, from a first
+    # point near zero (0.63 per step in PyTorch's events, -0.34 to -0.41 per epoch).
+    for runs in (keras_runs, torch_runs):
+        for source in ("tensorboard", "csv"):
+            d = diagnosed(sources_of(runs["unbounded"])[source])
+            [finding] = [f for f in d.findings if f.code == "diverging"]
+            assert finding.title.startswith("The loss fell without a floor")
+            assert float(finding.evidence["last_loss"]) < -500
+            assert float(finding.evidence["growth"]) >= 100
+            assert "targets in [0, 1]" in finding.fixes[0]
 
 
 @pytest.mark.slow

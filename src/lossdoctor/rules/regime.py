@@ -22,6 +22,10 @@ from lossdoctor.rules._stats import (
     late_window,
     trend,
 )
+from lossdoctor.rules._unbounded import EXPLANATION as UNBOUNDED_EXPLANATION
+from lossdoctor.rules._unbounded import FIXES as UNBOUNDED_FIXES
+from lossdoctor.rules._unbounded import TITLE as UNBOUNDED_TITLE
+from lossdoctor.rules._unbounded import unbounded_fall
 from lossdoctor.rules._where import locate
 from lossdoctor.run import TRAIN_ACC, TRAIN_LOSS, TRAIN_LOSS_STEP, VAL_ACC, VAL_LOSS, Run, Series
 
@@ -103,6 +107,19 @@ def assess_regime(run: Run) -> RegimeVerdict:
             val_late_t=round(min(v_trend.t, 1e6), 2),
             val_best=float(np.min(vb.y)),
             val_last=float(vb.y[-1]),
+        )
+
+    fall = unbounded_fall(tb, t_trend)
+    if fall is not None:  # running away, downwards: diverging, whatever validation does
+        evidence.update({k: round(v, 6) for k, v in fall.items()})
+        step, epoch = locate(train, int(tb.index[0]))
+        return RegimeVerdict(
+            "diverging",
+            make_finding("diverging", step=step, epoch=epoch, evidence=evidence,
+                         title=UNBOUNDED_TITLE.format(first=fall["first_loss"],
+                                                      last=fall["last_loss"]),
+                         explanation=UNBOUNDED_EXPLANATION, fixes=UNBOUNDED_FIXES),
+            evidence,
         )
 
     if t_trend.direction == "rising":
