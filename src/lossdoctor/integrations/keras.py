@@ -17,7 +17,11 @@ What a callback can see, and so what is recorded:
 - with `probe=(x, y)`, on sampled steps: `grad_norm` per layer (the compiled loss on
   the first `probe_size` probe samples, float32) and per layer output `act_mean`,
   `act_std`, `dead_fraction`, `saturated_fraction`, `nan_count` (functional and
-  Sequential models; a subclassed model gets gradients only). Callbacks never see
+  Sequential models; a subclassed model gets gradients only). The kind of unit comes
+  from the layer (an activation layer, `activation=`, a `Lambda` of a named
+  function); a layer with weights that does not say (a custom layer or nested model
+  applying a ReLU in `call`) is read as ReLUs once a probe shows it, on the host side
+  only (`keras_host.Probe`). Callbacks never see
   the training batches, hence the fixed probe (an array, or a list or dict of arrays
   for a model with several inputs). Without a probe these signals are skipped, with
   one note in run.json;
@@ -573,8 +577,13 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
             raw = self._backend.forward_and_gradients(
                 model, act_model, len(kinds), len(bn_layers), loss_fn, self._vars,
                 self.probe[0], self.probe[1])
+            by_name = {layer.name: layer for layer in model.layers}
+            # Layers with weights that do not say what they output (custom layers,
+            # nested models): the first probe's values tell ReLUs apart.
+            undecided = [k for k, (name, kind) in enumerate(self._act_layers)
+                         if not kind and getattr(by_name.get(name), "trainable_weights", None)]
             self._probe_fn = keras_host.Probe(
-                raw, read, kinds, bn_layers, self._var_layer, n_layers)
+                raw, read, kinds, bn_layers, self._var_layer, n_layers, undecided)
         else:
             self._probe_fn = self._backend.Probe(
                 model, act_model, kinds, bn_layers, loss_fn, self._vars, self._var_layer,
@@ -849,11 +858,31 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
             width = self._probe_width()
             row = np.concatenate([flat[:width], frozen])
             self._probe_rows.append((step, row))
+            self._take_detected_kinds()
             if histograms and "histograms" not in failed:
                 with mon.guard("histograms"):
                     self._write_histograms(step, self._hist_tags, flat[width:])
             if not mon.has_live_finding("nan-origin"):
                 self._find_nan_origin(step, row)
+
+    def _take_detected_kinds(self) -> None:
+        """Kinds the probe read off a layer's outputs (`keras_host.Probe.detected`),
+        into the probed layers and run.json (`kind_seen` says where it came from)."""
+        detected = getattr(self._probe_fn, "detected", None)
+        if not detected:
+            return
+        assert self.monitor is not None
+        names = {}
+        for k, kind in detected.items():
+            name = self._act_layers[k][0]
+            self._act_layers[k] = (name, kind)
+            names[name] = kind
+        detected.clear()
+        for meta in self.monitor.store.meta.get("layers", []):
+            if meta.get("name") in names:
+                meta["kind"] = names[meta["name"]]
+                meta["kind_seen"] = "in its outputs on the first probe"
+        self.monitor.store.write_meta()
 
     def _weight_histograms(self, step: int) -> None:
         """Weight histograms alone (no probe), from a traced function of their own."""

@@ -29,6 +29,10 @@ from lossdoctor.live import host_stats
 # and 0.9 ms (4M values: 17.6 and 8.5 ms against 6.2 and 2.7), so past this the saved
 # tracing is soon spent again and larger models keep the traced reductions.
 HOST_LIMIT = 1 << 20
+# A probed output of unknown kind is taken for ReLU units when none of its values is
+# negative, some are positive and at least this share is exactly zero (sigmoid,
+# softplus and exp outputs are positive, linear ones signed).
+RELU_ZEROS = 0.05
 
 RawProbe = Callable[[], tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]]
 ValueReader = Callable[[], list[np.ndarray]]
@@ -75,12 +79,21 @@ class Probe:
     `raw()` = (probed outputs, BatchNorm inputs, gradient per variable) as arrays and
     `read()` = the variables' values (a backend's `value_reader`). A failing BatchNorm
     or histogram part is kept in `failed_parts` (signal -> exception) and the rest goes
-    on."""
+    on.
+
+    `undecided`: probed outputs whose kind the layer does not tell (a custom layer or
+    nested model applying `keras.ops.relu` in its `call`); each pass decides those it
+    can from their values (`RELU_ZEROS`) and puts the ReLUs in `detected` (index ->
+    "relu"). An output that is all zeros says nothing (a linear layer fed by dead
+    units gives that too) and is left for a later pass, so a custom ReLU layer dead
+    from its first step is not read as one."""
 
     def __init__(self, raw: RawProbe, read: ValueReader, kinds: Sequence[str],
                  bn_layers: Sequence[keras.layers.Layer], var_layer: Sequence[int],
-                 n_layers: int) -> None:
+                 n_layers: int, undecided: Sequence[int] = ()) -> None:
         self.failed_parts: dict[str, BaseException] = {}
+        self._undecided = list(undecided)
+        self.detected: dict[int, str] = {}
         self._raw, self._read = raw, read
         self._kinds, self._bn_layers = list(kinds), list(bn_layers)
         self._var_layer, self._n_layers = var_layer, n_layers
@@ -105,8 +118,20 @@ class Probe:
         rows += [host_stats.histogram_row([a]) for a in acts]
         return np.concatenate(rows) if rows else np.zeros(0)
 
+    def _decide_kinds(self, acts: list[np.ndarray]) -> None:
+        still = []
+        for k in self._undecided:
+            a = acts[k]
+            if not a.size or not np.isfinite(a).all() or not np.any(a):
+                still.append(k)  # nothing to tell from
+            elif float(a.min()) >= 0.0 and np.count_nonzero(a == 0) >= RELU_ZEROS * a.size:
+                self._kinds[k] = self.detected[k] = "relu"
+        self._undecided = still
+
     def __call__(self, with_histograms: bool) -> np.ndarray:
         acts, bn_inputs, grads = self._raw()
+        if self._undecided:
+            self._decide_kinds(acts)
         weights = self._read()
         parts = [host_stats.norms(grads), host_stats.norms(weights)]
         parts += [host_stats.activation_stats(a, k)
