@@ -579,7 +579,7 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
                 self.probe[0], self.probe[1])
             by_name = {layer.name: layer for layer in model.layers}
             # Layers with weights that do not say what they output (custom layers,
-            # nested models): the first probe's values tell ReLUs apart.
+            # nested models): the probes' values tell ReLUs apart.
             undecided = [k for k, (name, kind) in enumerate(self._act_layers)
                          if not kind and getattr(by_name.get(name), "trainable_weights", None)]
             self._probe_fn = keras_host.Probe(
@@ -858,14 +858,14 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
             width = self._probe_width()
             row = np.concatenate([flat[:width], frozen])
             self._probe_rows.append((step, row))
-            self._take_detected_kinds()
+            self._take_detected_kinds(step)
             if histograms and "histograms" not in failed:
                 with mon.guard("histograms"):
                     self._write_histograms(step, self._hist_tags, flat[width:])
             if not mon.has_live_finding("nan-origin"):
                 self._find_nan_origin(step, row)
 
-    def _take_detected_kinds(self) -> None:
+    def _take_detected_kinds(self, step: int) -> None:
         """Kinds the probe read off a layer's outputs (`keras_host.Probe.detected`),
         into the probed layers and run.json (`kind_seen` says where it came from)."""
         detected = getattr(self._probe_fn, "detected", None)
@@ -881,7 +881,7 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         for meta in self.monitor.store.meta.get("layers", []):
             if meta.get("name") in names:
                 meta["kind"] = names[meta["name"]]
-                meta["kind_seen"] = "in its outputs on the first probe"
+                meta["kind_seen"] = f"in its probe outputs at step {step}"
         self.monitor.store.write_meta()
 
     def _weight_histograms(self, step: int) -> None:
