@@ -39,12 +39,12 @@ class _Mode(TorchFunctionMode):
     def __torch_function__(self, func: Any, types: Any, args: Any = (),
                            kwargs: Any = None) -> Any:
         out = func(*args, **(kwargs or {}))
-        kind = SATURATING_CALLS.get(func)
-        if kind is not None and args:
-            try:
+        try:  # nothing of the watch may reach the user's forward pass
+            kind = SATURATING_CALLS.get(func)
+            if kind is not None and args:
                 self._calls.called(kind, args[0], out)
-            except Exception as exc:  # never into the user's forward
-                self._calls.error = exc
+        except Exception as exc:
+            self._calls.error = exc
         return out
 
 
