@@ -61,6 +61,7 @@ def test_dead_units_behind_functional_relu_are_found_at_the_first_layer(runs):
     assert dead[0].layer == "conv"  # the shallowest dead layer, where it starts
     assert dead[0].evidence["median_zero_grad_fraction"] == 1.0
     assert "no gradient" in dead[0].title
+    assert dead[0].severity.value == "critical"  # the whole layer: nothing passes
     shares = layer_medians(run_dir, "zero_grad_fraction")
     assert shares == {"conv": 1.0, "fc1": 1.0, "fc2": 1.0, "out": 0.0}
     assert layer_medians(run_dir, "dead_fraction") == {}  # no activation module to hook

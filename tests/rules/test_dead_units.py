@@ -51,3 +51,30 @@ def test_more_silent_units_elsewhere_name_that_layer():
 
 def test_dead_fraction_of_a_sigmoid_layer_is_not_read():
     assert dead_units(run_of(sig__dead_fraction=[1.0] * 6)) == []
+
+
+def test_a_whole_dead_layer_is_critical_and_says_to_restart():
+    (finding,) = dead_units(run_of(relu1__dead_fraction=[1.0] * 6))
+    assert finding.severity.value == "critical"
+    assert finding.evidence["whole_layer"] == 1
+    assert "Every unit of relu1" in finding.title
+    assert "restart" in finding.fixes[0].lower()
+
+
+def test_a_whole_layer_without_gradients_is_critical_too():
+    (finding,) = dead_units(run_of(fc1__zero_grad_fraction=[1.0] * 6))
+    assert finding.severity.value == "critical" and finding.layer == "fc1"
+
+
+def test_a_layer_with_a_unit_alive_stays_a_warning():
+    (finding,) = dead_units(run_of(relu1__dead_fraction=[1.0, 0.98, 1.0, 0.98, 0.98]))
+    assert finding.severity.value == "warning" and "whole_layer" not in finding.evidence
+
+
+def test_an_unnamed_sequential_child_is_shown_with_its_type():
+    layers = [{"name": "0", "type": "Linear", "kind": "linear"},
+              {"name": "1", "type": "ReLU", "kind": "relu"}]
+    series = {"layer/1/dead_fraction": Series(np.arange(6) * 10, np.full(6, 0.8))}
+    (finding,) = dead_units(Run("r", "mem", "lossdoctor", series, meta={"layers": layers}))
+    assert finding.layer == "1"  # the stable name, as in run.json and the event files
+    assert finding.title == "80% of the units of 1 (ReLU) are never active"

@@ -19,7 +19,8 @@ Every decision uses the median of several readings, never one noisy step. Thresh
   batch has a median above 0.5; or, where the ReLU is no layer of its own (`F.relu` in
   a PyTorch `forward`), a Linear/Conv layer whose share of units that got exactly zero
   gradient from a whole batch (`zero_grad_fraction`) has a median above 0.5. When
-  both see the same units, the activation's reading is named.
+  both see the same units, the activation's reading is named. A median of 1 (every
+  unit, on every reading of the window) is critical: nothing passes the layer.
 - saturated-activations: a sigmoid/tanh layer with a median share of saturated outputs
   (sigmoid < 0.01 or > 0.99, |tanh| > 0.99) above 0.5.
 - frozen-batchnorm: a BatchNorm layer that normalizes with (or never updates) its
@@ -42,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from lossdoctor.findings import CATALOG, Finding, make_finding
+from lossdoctor.findings import CATALOG, Finding, Severity, make_finding
 from lossdoctor.rules._where import locate
 from lossdoctor.run import Run, Series
 
@@ -96,6 +97,16 @@ def _kind(run: Run, layer: str) -> str:
     return ""
 
 
+def _shown(run: Run, layer: str) -> str:
+    """A layer as titles name it: with its type when the name alone says nothing (the
+    index of a child of `nn.Sequential`: "3 (ReLU)", "features.0 (Conv2d)")."""
+    if layer.rpartition(".")[2].isdigit():
+        for x in _meta_layers(run):
+            if x["name"] == layer and x.get("type"):
+                return f"{layer} ({x['type']})"
+    return layer
+
+
 def _finite(series: Series) -> Series:
     return series.finite()
 
@@ -120,8 +131,8 @@ def _where(series: Series, finite_index: int) -> tuple[int | None, int | None]:
     return locate(_finite(series), finite_index)
 
 
-def _worst(hits: list[tuple[str, float, Series, int]], code: str, *, highest: bool,
-           signal: str, threshold: float, title: str) -> list[Finding]:
+def _worst(run: Run, hits: list[tuple[str, float, Series, int]], code: str, *,
+           highest: bool, signal: str, threshold: float, title: str) -> list[Finding]:
     if not hits:
         return []
     layer, value, series, start = (max if highest else min)(hits, key=lambda h: h[1])
@@ -133,7 +144,7 @@ def _worst(hits: list[tuple[str, float, Series, int]], code: str, *, highest: bo
         "layers": ", ".join(h[0] for h in hits),
     }
     return [make_finding(code, step=step, epoch=epoch, layer=layer, evidence=evidence,
-                         title=title.format(layer=layer, value=value))]
+                         title=title.format(layer=_shown(run, layer), value=value))]
 
 
 def _rolling_max_median(series: Series) -> tuple[float, int] | None:
@@ -183,11 +194,11 @@ def update_ratio(run: Run) -> list[Finding]:
         # graph); other rules say that.
         if tail is not None and tail[0] < RATIO_LOW and (grad_tail is None or grad_tail[0] > 0):
             low.append((layer, tail[0], series, tail[1]))
-    return _worst(high, "update-ratio-high", highest=True, signal="update_ratio",
+    return _worst(run, high, "update-ratio-high", highest=True, signal="update_ratio",
                   threshold=RATIO_HIGH,
                   title="Updates of layer {layer} are {value:.2g} of its weights per step "
                   "(healthy: about 1e-3)") + \
-        _worst(low, "update-ratio-low", highest=False, signal="update_ratio",
+        _worst(run, low, "update-ratio-low", highest=False, signal="update_ratio",
                threshold=RATIO_LOW,
                title="Updates of layer {layer} are only {value:.2g} of its weights per step "
                "(healthy: about 1e-3)")
@@ -218,12 +229,14 @@ def gradients(run: Run) -> list[Finding]:
                 findings.append(make_finding(
                     "vanishing-gradients", step=step, epoch=epoch, layer=first,
                     evidence=evidence,
-                    title=f"Gradients at {first} are {ratio:.1e} of those at {last}"))
+                    title=f"Gradients at {_shown(run, first)} are {ratio:.1e} of those at "
+                          f"{_shown(run, last)}"))
             elif ratio > GRAD_DEPTH_RATIO:
                 findings.append(make_finding(
                     "exploding-gradients", step=step, epoch=epoch, layer=first,
                     evidence=evidence,
-                    title=f"Gradients at {first} are {ratio:.1e}x those at {last}"))
+                    title=f"Gradients at {_shown(run, first)} are {ratio:.1e}x those at "
+                          f"{_shown(run, last)}"))
     if not any(f.code == "exploding-gradients" for f in findings):
         worst: tuple[float, str, Series, int] | None = None
         for layer, series in layers:
@@ -243,7 +256,8 @@ def gradients(run: Run) -> list[Finding]:
             findings.append(make_finding(
                 "exploding-gradients", step=step, epoch=epoch, layer=layer,
                 evidence={"growth": growth, "threshold": GRAD_GROWTH},
-                title=f"Gradient norm of {layer} grew {growth:.1e}x since the start"))
+                title=f"Gradient norm of {_shown(run, layer)} grew {growth:.1e}x since the "
+                      "start"))
     return findings
 
 
@@ -264,22 +278,54 @@ def _share_hits(run: Run, signal: str, kinds: set[str] | None,
 
 def _share_rule(run: Run, signal: str, kinds: set[str], threshold: float, code: str,
                 title: str) -> list[Finding]:
-    return _worst(_share_hits(run, signal, kinds, threshold), code, highest=True,
+    return _worst(run, _share_hits(run, signal, kinds, threshold), code, highest=True,
                   signal=signal, threshold=threshold, title=title)
 
 
 def dead_units(run: Run) -> list[Finding]:
     """dead-units: most units of a ReLU-family layer never fire, seen in its outputs or
-    in the gradients of the layer that feeds it."""
+    in the gradients of the layer that feeds it; critical when all of them do."""
     active = _share_hits(run, "dead_fraction", RELU_KINDS, DEAD_SHARE)
     silent = _share_hits(run, "zero_grad_fraction", None, DEAD_SHARE)
     if silent and (not active or max(h[1] for h in silent) > max(h[1] for h in active)):
-        return _worst(silent, "dead-units", highest=True, signal="zero_grad_fraction",
-                      threshold=DEAD_SHARE, title="{value:.0%} of the units of {layer} "
-                      "are never active: no gradient reaches them")
-    return _worst(active, "dead-units", highest=True, signal="dead_fraction",
-                  threshold=DEAD_SHARE,
-                  title="{value:.0%} of the units of {layer} are never active")
+        found = _worst(run, silent, "dead-units", highest=True, signal="zero_grad_fraction",
+                       threshold=DEAD_SHARE, title="{value:.0%} of the units of {layer} "
+                       "are never active: no gradient reaches them")
+    else:
+        found = _worst(run, active, "dead-units", highest=True, signal="dead_fraction",
+                       threshold=DEAD_SHARE,
+                       title="{value:.0%} of the units of {layer} are never active")
+    return [_whole_layer(run, f) if _share_of(f) >= 1.0 else f for f in found]
+
+
+def _share_of(finding: Finding) -> float:
+    value = finding.evidence.get("median_dead_fraction",
+                                 finding.evidence.get("median_zero_grad_fraction", 0.0))
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+def _whole_layer(run: Run, finding: Finding) -> Finding:
+    """A layer whose every unit is dead passes nothing on: the run cannot learn, and
+    the units get no gradient to come back with."""
+    assert finding.layer is not None
+    return make_finding(
+        "dead-units", step=finding.step, epoch=finding.epoch, layer=finding.layer,
+        evidence={**finding.evidence, "whole_layer": 1}, severity=Severity.CRITICAL,
+        title=f"Every unit of {_shown(run, finding.layer)} is dead: no signal passes it"
+        + (" and no gradient reaches it"
+           if "median_zero_grad_fraction" in finding.evidence else ""),
+        explanation="Every unit of this layer outputs zero for every sample, so the "
+        "layers after it see a constant: the model's output no longer depends on its "
+        "input, and no gradient flows back through it to the layers before. Dead "
+        "units get no gradient, so they do not come back by training on; only the "
+        "biases after this layer can still learn. Large negative biases, one step "
+        "large enough to push the weights there, or badly scaled inputs cause this.",
+        fixes=["Stop this run: it cannot recover. Restart from a fresh initialization.",
+               "Initialize biases at zero (or slightly positive) with a He initializer, "
+               "and standardize the inputs.",
+               "If the units died after training started, lower the learning rate or "
+               "clip gradients.",
+               "Use LeakyReLU/GELU, or add normalization before the activation."])
 
 
 def saturated_activations(run: Run) -> list[Finding]:
@@ -311,15 +357,16 @@ def poor_initialization(run: Run) -> list[Finding]:
         "largest_at": biggest[0],
     }
     step, epoch = locate(_finite(first[2]), 0) if len(_finite(first[2])) else (None, None)
+    top, bottom, big = _shown(run, first[0]), _shown(run, last[0]), _shown(run, biggest[0])
     if len(stds) >= 2 and ratio > STD_DEPTH_RATIO:
-        title = f"Activation std grows {ratio:.1e}x from {first[0]} to {last[0]} at the start"
+        title = f"Activation std grows {ratio:.1e}x from {top} to {bottom} at the start"
         layer = last[0]
     elif len(stds) >= 2 and ratio < 1 / STD_DEPTH_RATIO:
-        title = f"Activation std shrinks to {ratio:.1e}x from {first[0]} to {last[0]} " \
+        title = f"Activation std shrinks to {ratio:.1e}x from {top} to {bottom} " \
                 "at the start"
         layer = last[0]
     elif biggest[1] > STD_ABSOLUTE:
-        title = f"Activations of {biggest[0]} have std {biggest[1]:.2g} at the start"
+        title = f"Activations of {big} have std {biggest[1]:.2g} at the start"
         layer = biggest[0]
     else:
         return []
@@ -339,7 +386,7 @@ def frozen_batchnorm(run: Run) -> list[Finding]:
         if tail is not None and still is not None and still[0] >= 0.5 \
                 and tail[0] > BN_SHIFT:
             hits.append((layer, tail[0], shift, tail[1]))
-    return _worst(hits, "frozen-batchnorm", highest=True, signal="bn_shift",
+    return _worst(run, hits, "frozen-batchnorm", highest=True, signal="bn_shift",
                   threshold=BN_SHIFT,
                   title="BatchNorm {layer} uses frozen statistics {value:.2g} off from its "
                   "inputs' (|z| + |ln std ratio| per channel)")
