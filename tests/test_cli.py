@@ -190,6 +190,14 @@ def test_every_wild_log_is_read_and_diagnosed(capsys):
     assert barely["evidence"]["validation_passes"] == 39
     assert [r["run"] for r in doc["runs"]
             if any(f["code"] == "barely-learning" for f in r["findings"])] == ["w13.csv"]
+    # Read off the file: validation loss 0.97-1.08 from epoch 34 on and 0.97-1.00 over
+    # the last 20 epochs (best 0.969 at epoch 44), while training fell from 0.89 (epoch
+    # 36) to 0.71, through five learning-rate cuts: stopped improving, not
+    # "still learning".
+    assert by_name["w29.csv"]["regime"] == "overfitting"
+    [stalled] = by_name["w29.csv"]["findings"]
+    assert stalled["title"].startswith("Validation loss has stayed near 0.98")
+    assert stalled["evidence"]["val_flat_last_points"] == 12
 
 
 def test_verify_catches_a_flipped_data_byte(tmp_path: Path):

@@ -3,6 +3,7 @@ table does: which of the two is falling, flat or rising late in the run."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,6 +37,11 @@ CONVERGED_ACCURACY = 0.97
 # Overfitting with a flat validation curve: the gap must have widened by this much
 # of the best validation loss since the best epoch.
 GAP_WIDENING = 0.10
+# A validation loss flat over this last share of its points (and at least this many)
+# while training falls below it is overfitting, however little the gap widened, and
+# though the late half as a whole may still fall (a descent that ended long ago).
+STALL_SHARE = 0.25
+STALL_MIN_POINTS = 10
 
 
 @dataclass(frozen=True)
@@ -164,6 +170,14 @@ def assess_regime(run: Run) -> RegimeVerdict:
             overfit = gap_end > 0 and gap_growth > GAP_WIDENING * abs(float(vb.y[best]))
         else:
             overfit = False
+        # Validation flat for the last stretch while training kept falling over it
+        # (and sits below it): stopped improving, even if the late half still fell.
+        stall = _stalled(vb, v_trend) if t_trend.direction == "falling" else None
+        if not overfit and stall is not None and gap_end > 0 \
+                and _falls_since(tb, float(vb.x[stall[0]])):
+            overfit = True
+            v_trend = stall[1]
+            evidence["val_flat_last_points"] = int(vb.y.size - stall[0])
         if overfit:
             evidence["best_val_at"] = best_epoch if best_epoch is not None else best_step or 0
             val_best, val_now = float(vb.y[best]), float(vb.y[-1])
@@ -288,6 +302,30 @@ def _validation_never_moved(run: Run, tb: Binned, vb: Binned,
             f"{val_best:.4g}; accuracy at most {acc_best:.0%}) while training loss fell from "
             f"{train_first:.4g} to {train_last:.4g} and training accuracy reached "
             f"{train_acc:.0%}")
+
+
+def _stalled(vb: Binned, late: Trend) -> tuple[int, Trend] | None:
+    """(where the stretch starts, its trend) for a validation loss that is flat over
+    its last STALL_SHARE (STALL_MIN_POINTS at least, and at most half of it) and not
+    rising over the late half; None otherwise."""
+    if late.direction == "rising":
+        return None
+    n = vb.y.size
+    size = max(STALL_MIN_POINTS, math.ceil(STALL_SHARE * n))
+    if n < 2 * size:
+        return None
+    y = vb.y[-size:]
+    recent = trend(vb.x[-size:], y, scale=curve_scale(vb, y))
+    return (n - size, recent) if recent.direction == "flat" else None
+
+
+def _falls_since(tb: Binned, x0: float) -> bool:
+    """Whether the training loss falls significantly from run position `x0` on."""
+    keep = tb.x >= x0
+    if int(keep.sum()) < MIN_POINTS:
+        return False
+    y = tb.y[keep]
+    return trend(tb.x[keep], y, scale=curve_scale(tb, y)).direction == "falling"
 
 
 def _finite_count(series: Series) -> int:
