@@ -52,14 +52,16 @@ class LiveMonitor:
         self.verbose = verbose
         self.should_stop = False  # True once a critical finding appeared (stop_on_critical)
         self.stop_finding: Finding | None = None
-        self._seen: set[tuple[str, str | None]] = set()
+        # A finding shows again when it grows more severe at the same place (a layer's
+        # dead units turning into the whole layer): stop_on_critical must see that.
+        self._seen: set[tuple[str, str | None, Severity]] = set()
         self._errored: set[str] = set()
         self._write = default_writer()
 
     # --- findings -------------------------------------------------------------------
     def _emit(self, findings: list[Finding]) -> None:
         for f in findings:
-            key = (f.code, f.layer)
+            key = (f.code, f.layer, f.severity)
             if key in self._seen:
                 continue
             self._seen.add(key)
