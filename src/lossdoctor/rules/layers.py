@@ -288,20 +288,16 @@ def dead_units(run: Run) -> list[Finding]:
     active = _share_hits(run, "dead_fraction", RELU_KINDS, DEAD_SHARE)
     silent = _share_hits(run, "zero_grad_fraction", None, DEAD_SHARE)
     if silent and (not active or max(h[1] for h in silent) > max(h[1] for h in active)):
-        found = _worst(run, silent, "dead-units", highest=True, signal="zero_grad_fraction",
-                       threshold=DEAD_SHARE, title="{value:.0%} of the units of {layer} "
-                       "are never active: no gradient reaches them")
+        hits, signal = silent, "zero_grad_fraction"
+        title = "{value:.0%} of the units of {layer} are never active: no gradient reaches them"
     else:
-        found = _worst(run, active, "dead-units", highest=True, signal="dead_fraction",
-                       threshold=DEAD_SHARE,
-                       title="{value:.0%} of the units of {layer} are never active")
-    return [_whole_layer(run, f) if _share_of(f) >= 1.0 else f for f in found]
-
-
-def _share_of(finding: Finding) -> float:
-    value = finding.evidence.get("median_dead_fraction",
-                                 finding.evidence.get("median_zero_grad_fraction", 0.0))
-    return float(value) if isinstance(value, int | float) else 0.0
+        hits, signal = active, "dead_fraction"
+        title = "{value:.0%} of the units of {layer} are never active"
+    found = _worst(run, hits, "dead-units", highest=True, signal=signal,
+                   threshold=DEAD_SHARE, title=title)
+    if found and max(h[1] for h in hits) >= 1.0:
+        return [_whole_layer(run, found[0])]
+    return found
 
 
 def _whole_layer(run: Run, finding: Finding) -> Finding:
