@@ -4,7 +4,7 @@ probe) against none (goal <= 1.03).
 
     .venv/bin/python benchmarks/bench_live_overhead.py [--framework torch|keras|both]
         [--repeats 8] [--epochs 20] [--control] [--same-model [--never-read]]
-        [--every-step]
+        [--every-step]   (either framework: every signal on every step)
         [--keras-epochs 20] [--keras-batch 32] [--keras-width 1]
         [--keras-arm doctor|none|batch-callback]
 
@@ -140,13 +140,14 @@ def time_inside(callback: Any) -> list[float]:
 
 
 def keras_trial(with_doctor: bool, epochs: int, run_dir: Path, batch: int = 32,
-                width: int = 1, arm: str = "doctor"
+                width: int = 1, arm: str = "doctor", every_step: bool = False
                 ) -> tuple[float, float, float, float, float | None, float | None]:
     """(whole fit, steady state after the dense start) in seconds of wall time, then the same
     in the process's CPU time (less sensitive to other jobs on a shared machine), the
     Doctor's own estimate of its share of the time and the seconds spent inside its
     hooks; `width` multiplies the CNN's channels and units (a slower step); `arm`: what
-    `with_doctor` adds (see the module doc)."""
+    `with_doctor` adds (see the module doc); `every_step`: a probe pass, a weight
+    reading and histograms on every step instead of the default sampling."""
     import keras
     import numpy as np
     from sklearn.datasets import load_digits
@@ -187,7 +188,10 @@ def keras_trial(with_doctor: bool, epochs: int, run_dir: Path, batch: int = 32,
     callbacks: list[Any] = []
     inside: list[float] | None = None
     if with_doctor and arm == "doctor":
-        callbacks = [Doctor(run_dir, probe=(x[:64], y[:64]), verbose=False)]
+        options: dict[str, Any] = (
+            {"every": 1, "dense_every": 1, "probe_every": 1, "histogram_every": 1,
+             "max_overhead": None} if every_step else {})
+        callbacks = [Doctor(run_dir, probe=(x[:64], y[:64]), verbose=False, **options)]
         inside = time_inside(callbacks[0])
     elif with_doctor and arm == "batch-callback":
         callbacks = [BatchCallback()]
@@ -211,7 +215,7 @@ def report(label: str, steps: int, base: list[float], live: list[float]) -> None
 
 
 def bench_keras(repeats: int, epochs: int, batch: int = 32, width: int = 1,
-                arm: str = "doctor") -> None:
+                arm: str = "doctor", every_step: bool = False) -> None:
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(1)  # steadier timings
@@ -224,10 +228,11 @@ def bench_keras(repeats: int, epochs: int, batch: int = 32, width: int = 1,
             for with_doctor in ((False, True) if r % 2 == 0 else (True, False)):
                 (live if with_doctor else base).append(keras_trial(
                     with_doctor, epochs, Path(tmp) / f"{with_doctor}{r}", batch, width,
-                    arm))
+                    arm, every_step))
     per_epoch = -(-1797 // batch)
     print(f"keras CNN (width x{width}, batch {batch}), digits, {epochs} epochs x "
-          f"{per_epoch} steps, {repeats} repeats (AB BA ...), second arm: {arm}")
+          f"{per_epoch} steps, {repeats} repeats (AB BA ...), second arm: {arm}"
+          f"{', every signal every step' if every_step else ''}")
     report("whole fit: ", epochs * per_epoch, [b[0] for b in base], [v[0] for v in live])
     steady = epochs - -(-DENSE_STEPS // per_epoch)
     report(f"steady (last {steady} epochs): ", steady * per_epoch, [b[1] for b in base],
@@ -272,12 +277,11 @@ def main() -> None:
     parser.add_argument("--never-read", action="store_true",
                         help="with --same-model: the Doctor attached but never reading")
     parser.add_argument("--every-step", action="store_true",
-                        help="PyTorch: every signal on every step instead of the default "
-                        "sampling")
+                        help="every signal on every step instead of the default sampling")
     args = parser.parse_args()
     if args.framework in ("keras", "both"):
         bench_keras(args.repeats, args.keras_epochs, args.keras_batch, args.keras_width,
-                    args.keras_arm)
+                    args.keras_arm, args.every_step)
     if args.framework in ("torch", "both"):
         if args.same_model:
             bench_same_model(args.repeats, 2 * args.epochs, args.control, args.never_read)
