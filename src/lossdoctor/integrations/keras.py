@@ -568,27 +568,32 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
                            for name in self._param_layers]
         self._hist_tags += [f"layer/{name}/act_hist" for name, _ in self._act_layers]
         kinds = [k for _, k in self._act_layers]
+        # Outputs whose layer does not say what it outputs (custom layers, nested
+        # models): the probe tells their kind where it can.
+        unknown = [k for k, kind in enumerate(kinds) if not kind]
         n_layers = len(self._param_layers)
         read = self._read_values  # set when the weights are read on the host
         if read is not None and _on_host(2 * self._params
                                          + _probe_values(act_model, _samples(self.probe[0]))):
             from lossdoctor.integrations import keras_host
 
+            told: dict[int, str] = {}
             raw = self._backend.forward_and_gradients(
                 model, act_model, len(kinds), len(bn_layers), loss_fn, self._vars,
-                self.probe[0], self.probe[1])
+                self.probe[0], self.probe[1], unknown, told)
             by_name = {layer.name: layer for layer in model.layers}
-            # Layers with weights that do not say what they output (custom layers,
-            # nested models): the probes' values tell ReLUs apart.
-            undecided = [k for k, (name, kind) in enumerate(self._act_layers)
-                         if not kind and getattr(by_name.get(name), "trainable_weights", None)]
+            # Of those, the layers with weights (custom layers, nested models): where
+            # the traced graph does not tell, the probes' values tell ReLUs apart.
+            undecided = [k for k in unknown
+                         if getattr(by_name.get(self._act_layers[k][0]),
+                                    "trainable_weights", None)]
             self._probe_fn = keras_host.Probe(
-                raw, read, kinds, bn_layers, self._var_layer, n_layers, undecided)
+                raw, read, kinds, bn_layers, self._var_layer, n_layers, undecided, told)
         else:
             self._probe_fn = self._backend.Probe(
                 model, act_model, kinds, bn_layers, loss_fn, self._vars, self._var_layer,
                 n_layers, self.probe[0], self.probe[1],
-                histograms=self.histogram_every > 0)
+                histograms=self.histogram_every > 0, undecided=unknown)
         self._probe_gradients = bool(getattr(self._probe_fn, "gradients", True))
         if not self._probe_gradients:
             self._note("gradients", f"Keras backend {keras.backend.backend()!r}: no "

@@ -175,8 +175,10 @@ class Probe:
                  kinds: Sequence[str], bn_layers: Sequence[keras.layers.Layer],
                  loss_fn: Callable[..., Any], variables: Sequence[Any],
                  var_layer: Sequence[int], n_layers: int, x: Any, y: Any,
-                 histograms: bool = True) -> None:
-        del histograms  # nothing to leave out: histograms are computed only when asked
+                 histograms: bool = True, undecided: Sequence[int] = ()) -> None:
+        # Nothing to leave out: histograms are computed only when asked. Eager tensors
+        # do not say which op made them, so `undecided` outputs keep an unknown kind.
+        del histograms, undecided
         self.failed_parts: dict[str, BaseException] = {}  # see keras_tf.Probe
         self.gradients = _torch_backend()
         self._model, self._act_model = model, act_model

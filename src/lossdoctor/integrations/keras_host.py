@@ -81,18 +81,23 @@ class Probe:
     or histogram part is kept in `failed_parts` (signal -> exception) and the rest goes
     on.
 
-    `undecided`: probed outputs whose kind the layer does not tell (a custom layer or
-    nested model applying `keras.ops.relu` in its `call`); each pass decides those it
-    can from their values (`RELU_ZEROS`) and puts the ReLUs in `detected` (index ->
-    "relu"). An output that is all zeros says nothing (a linear layer fed by dead
-    units gives that too) and is left for a later pass, so a custom ReLU layer dead
-    from its first step is not read as one."""
+    `undecided`: probed outputs of layers with weights whose kind the layer does not
+    tell (a custom layer or nested model applying `keras.ops.relu` in its `call`).
+    `told` (index -> kind) is filled by `raw` where the backend can tell an output's
+    kind from the op that made it (TensorFlow's traced graph: `keras_tf.traced_kinds`,
+    so a custom ReLU layer dead from its first step, or a custom sigmoid layer, is
+    read as one); otherwise each pass decides the undecided outputs it can from their
+    values (`RELU_ZEROS`). Either way the kinds found go into `detected`. An output
+    that is all zeros says nothing from its values (a linear layer fed by dead units
+    gives that too) and is left for a later pass."""
 
     def __init__(self, raw: RawProbe, read: ValueReader, kinds: Sequence[str],
                  bn_layers: Sequence[keras.layers.Layer], var_layer: Sequence[int],
-                 n_layers: int, undecided: Sequence[int] = ()) -> None:
+                 n_layers: int, undecided: Sequence[int] = (),
+                 told: dict[int, str] | None = None) -> None:
         self.failed_parts: dict[str, BaseException] = {}
         self._undecided = list(undecided)
+        self._told = told if told is not None else {}
         self.detected: dict[int, str] = {}
         self._raw, self._read = raw, read
         self._kinds, self._bn_layers = list(kinds), list(bn_layers)
@@ -118,6 +123,14 @@ class Probe:
         rows += [host_stats.histogram_row([a]) for a in acts]
         return np.concatenate(rows) if rows else np.zeros(0)
 
+    def _take_told(self) -> None:
+        for k, kind in self._told.items():
+            if self._kinds[k] != kind:
+                self._kinds[k] = self.detected[k] = kind
+            if k in self._undecided:
+                self._undecided.remove(k)
+        self._told.clear()
+
     def _decide_kinds(self, acts: list[np.ndarray]) -> None:
         still = []
         for k in self._undecided:
@@ -130,6 +143,8 @@ class Probe:
 
     def __call__(self, with_histograms: bool) -> np.ndarray:
         acts, bn_inputs, grads = self._raw()
+        if self._told:
+            self._take_told()
         if self._undecided:
             self._decide_kinds(acts)
         weights = self._read()

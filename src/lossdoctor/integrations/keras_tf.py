@@ -8,7 +8,7 @@ TensorFlow backend; it lays out and interprets the values, this module computes 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import keras
@@ -23,6 +23,37 @@ from lossdoctor.live.monitor import HISTOGRAM_BINS
 def _value(v: Any) -> Any:
     """The backend variable behind a Keras variable (a tf.Variable)."""
     return v.value if hasattr(v, "value") else v
+
+
+# TensorFlow ops whose outputs are units of a kind the layer rules read: a custom
+# layer's `keras.ops.relu` or `keras.ops.sigmoid` is one of these in the traced graph.
+OP_KINDS = {"Relu": "relu", "Relu6": "relu", "LeakyRelu": "leakyrelu",
+            "Sigmoid": "sigmoid", "Tanh": "tanh", "Softsign": "tanh"}
+
+
+def _maker(t: Any) -> Any:
+    """The op that computed the graph tensor `t`, through Identity ops (None when
+    eager)."""
+    op = getattr(t, "op", None)
+    while op is not None and op.type == "Identity" and op.inputs:
+        op = op.inputs[0].op
+    return op
+
+
+def traced_kinds(acts: Sequence[Any], undecided: Iterable[int]) -> dict[int, str]:
+    """While tracing: index -> kind of the undecided probed outputs that an activation
+    op made (`OP_KINDS`). An output made by the same op as an earlier one is the
+    earlier layer's units handed on (Dropout at inference, an identity layer) and is
+    not read twice."""
+    makers = [_maker(a) for a in acts]
+    kinds = {}
+    for k in undecided:
+        op = makers[k]
+        if op is None or any(m is op for m in makers[:k]):
+            continue
+        if op.type in OP_KINDS:
+            kinds[k] = OP_KINDS[op.type]
+    return kinds
 
 
 def activation_stats(x: tf.Tensor, kind: str) -> tf.Tensor:
@@ -180,10 +211,13 @@ Arrays = list[np.ndarray]
 
 def forward_and_gradients(model: keras.Model, act_model: keras.Model | None, n_act: int,
                           n_bn: int, loss_fn: Callable[..., Any], variables: Sequence[Any],
-                          x: Any, y: Any) -> Callable[[], tuple[Arrays, Arrays, Arrays]]:
+                          x: Any, y: Any, undecided: Sequence[int] = (),
+                          told: dict[int, str] | None = None
+                          ) -> Callable[[], tuple[Arrays, Arrays, Arrays]]:
     """`raw()` for `keras_host.Probe`: one traced pass on (x, y) with training=False
     that returns the probed outputs, the BatchNorm inputs and the gradient of every
-    variable whole, as arrays (no reductions: each traced op costs tracing time)."""
+    variable whole, as arrays (no reductions: each traced op costs tracing time).
+    Tracing puts the `traced_kinds` of the `undecided` outputs into `told`."""
     variables = list(variables)
 
     @tf.function(autograph=False)  # type: ignore[untyped-decorator]
@@ -198,6 +232,8 @@ def forward_and_gradients(model: keras.Model, act_model: keras.Model | None, n_a
             loss = tf.reduce_mean(tf.cast(loss_fn(y, y_pred), tf.float32))
         grads = tape.gradient(loss, variables,
                               unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        if told is not None:
+            told.update(traced_kinds(acts, undecided))
         return list(acts), list(bn_inputs), [tf.convert_to_tensor(g) for g in grads]
 
     xt, yt = model_input(x), tf.convert_to_tensor(y)  # converted once
@@ -221,17 +257,23 @@ class Probe:
 
     A BatchNorm or histogram part that cannot be traced leaves the rest of the probe
     working: its error is kept in `failed_parts` (signal -> exception) for the caller
-    to report, the shifts read NaN and the histograms are left out."""
+    to report, the shifts read NaN and the histograms are left out.
+
+    The `undecided` outputs (layers that do not say what they output) take the kind
+    `traced_kinds` finds while tracing; those found are put in `detected` (index ->
+    kind) for the caller to record."""
 
     def __init__(self, model: keras.Model, act_model: keras.Model | None,
                  kinds: Sequence[str], bn_layers: Sequence[keras.layers.Layer],
                  loss_fn: Callable[..., Any], variables: Sequence[Any],
                  var_layer: Sequence[int], n_layers: int, x: Any, y: Any,
-                 histograms: bool = True) -> None:
+                 histograms: bool = True, undecided: Sequence[int] = ()) -> None:
         n_act, n_bn = len(kinds), len(bn_layers)
+        kinds = list(kinds)
         variables = list(variables)
         errors: dict[str, BaseException] = {}
         self.failed_parts = errors
+        self.detected: dict[int, str] = {}
 
         # autograph=False: nothing here branches on tensors, and converting the Keras
         # layers' code roughly doubled the one-off tracing time (about 0.3 s of 0.6 s).
@@ -248,6 +290,10 @@ class Probe:
                 loss = tf.reduce_mean(tf.cast(loss_fn(y, y_pred), tf.float32))
             grads = tape.gradient(loss, variables,
                                   unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            told = traced_kinds(acts, undecided)
+            for k, kind in told.items():
+                if kinds[k] != kind:
+                    kinds[k] = self.detected[k] = kind
             norms = [tf.norm(tf.cast(g, tf.float32)) for g in grads]
             norms += [tf.norm(tf.cast(v, tf.float32)) for v in variables]
             parts = [tf.stack(norms)] if norms else []
