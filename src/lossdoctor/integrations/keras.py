@@ -74,6 +74,7 @@ import numpy as np
 from lossdoctor.checks._data import first_batches
 from lossdoctor.diagnosis import Diagnosis
 from lossdoctor.findings import Finding
+from lossdoctor.integrations.keras_losses import matched_ranks
 from lossdoctor.live.at_exit import close_at_exit
 from lossdoctor.live.budget import OverheadBudget, ReadingPlan
 from lossdoctor.live.monitor import HISTOGRAM_BINS, LiveMonitor, StopTraining
@@ -265,10 +266,10 @@ def _loss_function(spec: Any) -> Callable[[Any, Any], Any] | None:
     if spec is None or isinstance(spec, list | tuple | dict):
         return None
     if isinstance(spec, str):
-        return keras.losses.get(spec)  # type: ignore[no-any-return]
+        return matched_ranks(keras.losses.get(spec))
     if isinstance(spec, keras.losses.Loss):
-        return spec.call  # type: ignore[no-any-return]  # unreduced, per sample
-    return spec if callable(spec) else None
+        return matched_ranks(spec.call)  # unreduced, per sample
+    return matched_ranks(spec) if callable(spec) else None
 
 
 def _probe_stats(fn: Callable[..., Any], *args: Any) -> np.ndarray:

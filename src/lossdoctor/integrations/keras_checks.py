@@ -22,6 +22,7 @@ from lossdoctor.checks._probe import CheckSkipped, LossInfo, RegularizationProbe
 from lossdoctor.checks._report import CheckReport
 from lossdoctor.checks._run import CheckOptions, run_checks
 from lossdoctor.checks.lr_range import LRRangeResult, Smoother, lr_sequence, suggest
+from lossdoctor.integrations.keras_losses import matched_ranks
 
 LossFn = Callable[[Any, Any], Any]
 
@@ -68,7 +69,7 @@ def resolve_loss(spec: Any) -> tuple[LossFn, LossInfo] | None:
     else:
         expects = "any"
     info = LossInfo(name, kind, expects, target, f"from_logits={from_logits}")  # type: ignore[arg-type]
-    return fn, info
+    return matched_ranks(fn), info
 
 
 def _built(model: keras.Model, x: np.ndarray) -> None:

@@ -22,7 +22,10 @@ Every decision uses the median of several readings, never one noisy step. Thresh
   both see the same units, the activation's reading is named. A median of 1 (every
   unit, on every reading of the window) is critical: nothing passes the layer.
 - saturated-activations: a sigmoid/tanh layer with a median share of saturated outputs
-  (sigmoid < 0.01 or > 0.99, |tanh| > 0.99) above 0.5.
+  (sigmoid < 0.01 or > 0.99, |tanh| > 0.99) above 0.5; not the model's output (the
+  last layer with weights and what follows it in run.json's layer list), whose
+  sigmoid is saturated whenever a binary classifier is confident (a healthy digit-0
+  classifier on digits: 91-100% of its outputs after 10 epochs, Keras and PyTorch).
 - frozen-batchnorm: a BatchNorm layer that normalizes with (or never updates) its
   running statistics (`bn_frozen` median >= 0.5: eval mode or momentum 0 while the
   model trains) while its input batches differ from them: the median of the last 20
@@ -276,12 +279,6 @@ def _share_hits(run: Run, signal: str, kinds: set[str] | None,
     return hits
 
 
-def _share_rule(run: Run, signal: str, kinds: set[str], threshold: float, code: str,
-                title: str) -> list[Finding]:
-    return _worst(run, _share_hits(run, signal, kinds, threshold), code, highest=True,
-                  signal=signal, threshold=threshold, title=title)
-
-
 def dead_units(run: Run) -> list[Finding]:
     """dead-units: most units of a ReLU-family layer never fire, seen in its outputs or
     in the gradients of the layer that feeds it; critical when all of them do."""
@@ -325,10 +322,28 @@ def _whole_layer(run: Run, finding: Finding) -> Finding:
 
 
 def saturated_activations(run: Run) -> list[Finding]:
-    """saturated-activations: most sigmoid/tanh outputs sit at the flat ends."""
-    return _share_rule(run, "saturated_fraction", SATURATING_KINDS, SATURATED_SHARE,
-                       "saturated-activations",
-                       "{value:.0%} of the outputs of {layer} are saturated")
+    """saturated-activations: most hidden sigmoid/tanh outputs sit at the flat ends."""
+    output = _output_layers(run)
+    hits = [h for h in _share_hits(run, "saturated_fraction", SATURATING_KINDS,
+                                   SATURATED_SHARE) if h[0] not in output]
+    return _worst(run, hits, "saturated-activations", highest=True,
+                  signal="saturated_fraction", threshold=SATURATED_SHARE,
+                  title="{value:.0%} of the outputs of {layer} are saturated")
+
+
+def _output_layers(run: Run) -> set[str]:
+    """The model's output as run.json lists the layers: the last layer with weights
+    and the layers after it (a `Dense(1, activation="sigmoid")`, or a Linear then an
+    `nn.Sigmoid`). A saturated output sigmoid is a confident prediction; the loss,
+    not this rule, tells whether it is a wrong one."""
+    layers = _meta_layers(run)
+    last = max((k for k, x in enumerate(layers) if _params(x) > 0), default=None)
+    return set() if last is None else {str(x["name"]) for x in layers[last:]}
+
+
+def _params(layer: Mapping[str, Any]) -> float:
+    value = layer.get("params")
+    return float(value) if isinstance(value, int | float) else 0.0
 
 
 def poor_initialization(run: Run) -> list[Finding]:
