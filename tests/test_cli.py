@@ -189,7 +189,18 @@ def test_every_wild_log_is_read_and_diagnosed(capsys):
     assert barely["evidence"]["classes"] == 2
     assert barely["evidence"]["validation_passes"] == 39
     assert [r["run"] for r in doc["runs"]
-            if any(f["code"] == "barely-learning" for f in r["findings"])] == ["w13.csv"]
+            if any(f["code"] == "barely-learning" for f in r["findings"])] == [
+        "w13.csv", "w25.csv"]
+    # Read off the file: a face model's two outputs; age_output's training accuracy
+    # climbs from 21% to 37%, while gender_output's validation accuracy stays at 47-56%
+    # (binary; training 49-52%) and its validation loss at 0.677-0.769 (ln 2 = 0.693)
+    # for all 41 epochs. The summed
+    # loss falls with the age output, so the run is still learning; the gender output
+    # is not.
+    assert by_name["w25.csv"]["regime"] == "still-learning"
+    [head] = by_name["w25.csv"]["findings"]
+    assert (head["code"], head["layer"]) == ("barely-learning", "gender_output")
+    assert head["evidence"]["classes"] == 2 and head["evidence"]["epochs"] == 41
     # Read off the file: validation loss 0.97-1.08 from epoch 34 on and 0.97-1.00 over
     # the last 20 epochs (best 0.969 at epoch 44), while training fell from 0.89 (epoch
     # 36) to 0.71, through five learning-rate cuts: stopped improving, not

@@ -74,5 +74,7 @@ def diagnose(run: Run, rules: Sequence[Rule] = DEFAULT_RULES) -> Diagnosis:
             )
     codes = {f.code for f in findings}
     hidden = set().union(*(SUPERSEDES.get(c, frozenset()) for c in codes))
-    findings = [f for f in findings if f.code not in hidden]
+    # What the whole run's curve says hides run-level findings only: one output of a
+    # multi-output model near chance (`barely-learning` at that output) still stands.
+    findings = [f for f in findings if f.code not in hidden or f.layer is not None]
     return Diagnosis(run, verdict.regime, worst_first(findings), dict(verdict.evidence))

@@ -115,10 +115,15 @@ def _evaluations(run: Run) -> tuple[int, str]:
     return (int(val.values.size), "validation passes") if val is not None else (0, "")
 
 
-def barely_learned(run: Run) -> NearChance | None:
+def barely_learned(run: Run, lingering: bool = False) -> NearChance | None:
     """A classifier that started as a uniform guess over C classes (first loss ln C)
     and, after `BARELY_MIN_EVALUATIONS` epochs, has removed less than
-    `BARELY_LOSS_SHARE` of that loss, with accuracies to match; None otherwise."""
+    `BARELY_LOSS_SHARE` of that loss, with accuracies to match; None otherwise.
+    `lingering`: C may also come from a loss whose median over the run is ln C (within
+    `BARELY_LOSS_SHARE`) with a typical accuracy of 1/C, for one output of a
+    multi-output model, whose first epoch can start above ln C (a sigmoid head's
+    random start: 0.77-0.81 where ln 2 = 0.69) while the run's summed loss says
+    nothing about that output's classes."""
     logged = _accuracies_and_losses(run)
     evaluations, unit = _evaluations(run)
     if logged is None or evaluations < BARELY_MIN_EVALUATIONS:
@@ -127,14 +132,30 @@ def barely_learned(run: Run) -> NearChance | None:
     best = max(float(a.max()) for a in accuracies)
     typical = float(np.median(accuracies[0]))
     lowest = min(float(v.min()) for v in losses)
-    for c in (_classes_of_first_loss(float(v[0])) for v in losses):
+    # (C, whether the typical accuracy must be chance itself): a loss that merely
+    # lingers near some ln C is a weaker sign than a first loss of ln C, so the
+    # accuracy must then sit at 1/C too (within CHANCE_MARGIN of the way to 100%).
+    candidates = [(_classes_of_first_loss(float(v[0])), False) for v in losses]
+    if lingering:
+        candidates += [(_classes_of_typical_loss(float(np.median(v))), True)
+                       for v in losses]
+    for c, at_chance in candidates:
         if not c:
             continue
         chance = 1.0 / c
         if (lowest >= (1.0 - BARELY_LOSS_SHARE) * math.log(c) and typical >= 0.5 * chance
-                and best <= chance + BARELY_ACCURACY_MARGIN * (1.0 - chance)):
+                and best <= chance + BARELY_ACCURACY_MARGIN * (1.0 - chance)
+                and (not at_chance or abs(typical - chance) <= CHANCE_MARGIN * (1 - chance))):
             return NearChance(c, lowest, best, evaluations, unit)
     return None
+
+
+def _classes_of_typical_loss(median: float) -> int:
+    """C when `median` is within `BARELY_LOSS_SHARE` of ln C for a whole C >= 2."""
+    c = round(math.exp(median)) if 0.5 < median <= 1.1 * math.log(MAX_CLASSES) else 0
+    if c < 2 or abs(math.log(c) - median) > BARELY_LOSS_SHARE * math.log(c):
+        return 0
+    return c
 
 
 def title(level: ChanceLevel) -> str:

@@ -8,7 +8,8 @@ import math
 import numpy as np
 
 from lossdoctor.findings import CATALOG, Finding, make_finding
-from lossdoctor.rules._chance import barely_learned
+from lossdoctor.rules._chance import NearChance, barely_learned
+from lossdoctor.rules._heads import output_heads
 from lossdoctor.rules._lr import fixes_with_lr, lr_summary
 from lossdoctor.rules._stats import (
     Binned,
@@ -173,12 +174,25 @@ def lr_too_low(run: Run) -> list[Finding]:
 
 def barely_learning(run: Run) -> list[Finding]:
     """barely-learning: a classifier still near a uniform guess after many epochs
-    (`_chance.barely_learned`); where it starts: the run's first point."""
+    (`_chance.barely_learned`), the whole run or one output of a multi-output model
+    (`_heads.output_heads`; its finding names the output as its layer); where it
+    starts: the run's first point."""
+    found = []
     near = barely_learned(run)
-    if near is None:
-        return []
-    series = run.get(VAL_LOSS)
-    series = series if series is not None else run.get(TRAIN_LOSS)
+    if near is not None:
+        found.append(_barely_learning(run, run, near, None))
+    heads = [(name, part, barely_learned(part, lingering=True))
+             for name, part in output_heads(run)]
+    stuck = [(name, part, near) for name, part, near in heads if near is not None]
+    if len(stuck) < len(heads):  # some outputs learn: those that do not are the story
+        found += [_barely_learning(run, part, near, name) for name, part, near in stuck]
+    return found
+
+
+def _barely_learning(run: Run, part: Run, near: NearChance, head: str | None) -> Finding:
+    """The finding for `part` (the run, or output `head` of it)."""
+    series = part.get(VAL_LOSS)
+    series = series if series is not None else part.get(TRAIN_LOSS)
     assert series is not None  # barely_learned needs a loss
     step, epoch = locate(series, 0)
     uniform, chance = math.log(near.classes), 1.0 / near.classes
@@ -191,17 +205,35 @@ def barely_learning(run: Run) -> list[Finding]:
     }
     fixes = list(CATALOG["barely-learning"].fixes)
     summary = lr_summary(run)
-    if summary is not None:
+    if head is not None:
+        evidence["output"] = head
+        fixes = [f"Check {head}'s labels against its inputs and against its loss (the "
+                 "label format, the class count, from_logits): the other outputs learn "
+                 "from the same inputs, so the trunk passes signal.",
+                 f"Check {head}'s weight in loss_weights: a weight far below the other "
+                 "outputs' leaves it almost no gradient.",
+                 *fixes[2:]]
+    elif summary is not None:
         first, last, _ = summary
         evidence.update(lr_first=first, lr_last=last)
         fixes[0] = (f"Raise the learning rate from {first:.3g} to {3 * first:.3g}-"
                     f"{10 * first:.3g} for a few epochs (an LR range test finds the largest "
                     "stable value).")
-    title = (f"After {near.evaluations} {near.unit} the loss is still near a uniform guess: "
+    what = "the loss" if head is None else f"the loss of output {head}"
+    title = (f"After {near.evaluations} {near.unit} {what} is still near a uniform guess: "
              f"lowest {near.lowest_loss:.4g}, {near.reduction:.1%} below ln {near.classes} = "
              f"{uniform:.4g}; best accuracy {near.best_accuracy:.1%} (chance {chance:.1%})")
-    return [make_finding("barely-learning", step=step, epoch=epoch, evidence=evidence,
-                         title=title, fixes=fixes)]
+    explanation = None if head is None else (
+        f"The model's other outputs learn, but {head}'s loss has come down only a little "
+        f"from ln {near.classes}, the loss of guessing its classes equally, and its "
+        "accuracy is not far above chance. The summed loss falls with the other outputs "
+        "and hides this. The layers they share pass signal, so look at what is this "
+        "output's own: its labels (misaligned, shuffled, or in a format its loss reads "
+        "wrongly), its loss, its weight in the total, or a task the inputs say little "
+        "about.")
+    return make_finding("barely-learning", step=step, epoch=epoch, layer=head,
+                        evidence=evidence, title=title, fixes=fixes,
+                        explanation=explanation)
 
 
 def generalization_gap(run: Run) -> list[Finding]:
