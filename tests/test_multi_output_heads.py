@@ -1,7 +1,8 @@
 """A real two-output Keras model on digits (the digit, and its parity through a
 sigmoid): with the parity labels shuffled that output cannot learn while the digit
-output does, and `barely-learning` names it from the CSVLogger file and from the
-TensorBoard folder; with true parity labels nothing is found."""
+output does, and `barely-learning` names it from the CSVLogger file, from the
+TensorBoard folder and from the live Keras Doctor's run folder; with true parity labels
+nothing is found."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ EPOCHS = 22  # barely-learning waits for 20
 def train(folder: Path, shuffled: bool) -> None:
     from sklearn.datasets import load_digits
 
+    from lossdoctor.keras import Doctor
+
     x, y = load_digits(return_X_y=True)
     x = ((x - x.mean(0)) / (x.std(0) + 1e-8)).astype(np.float32)
     parity = (y % 2).astype(np.float32)
@@ -42,7 +45,8 @@ def train(folder: Path, shuffled: bool) -> None:
     model.fit(x[300:], [y[300:], parity[300:]], batch_size=64, epochs=EPOCHS, verbose=0,
               validation_data=(x[:300], [y[:300], parity[:300]]),
               callbacks=[keras.callbacks.CSVLogger(str(folder / "training.csv")),
-                         keras.callbacks.TensorBoard(str(folder / "tb"))])
+                         keras.callbacks.TensorBoard(str(folder / "tb")),
+                         Doctor(folder / "live", verbose=False)])
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +64,7 @@ def diagnosed(path: Path) -> Diagnosis:
     return diagnose(loaded.run)
 
 
-@pytest.mark.parametrize("log", ["training.csv", "tb"])
+@pytest.mark.parametrize("log", ["training.csv", "tb", "live"])
 def test_the_output_that_cannot_learn_is_named(logs, log):
     found = diagnosed(logs["shuffled"] / log)
     assert found.regime == "still-learning"  # the summed loss falls with the digit output
@@ -69,7 +73,7 @@ def test_the_output_that_cannot_learn_is_named(logs, log):
     assert head.evidence["best_accuracy"] < 0.75
 
 
-@pytest.mark.parametrize("log", ["training.csv", "tb"])
+@pytest.mark.parametrize("log", ["training.csv", "tb", "live"])
 def test_outputs_that_learn_are_quiet(logs, log):
     found = diagnosed(logs["healthy"] / log)
     assert not [f for f in found.findings if f.code == "barely-learning"]

@@ -1,7 +1,8 @@
 """The output heads of a multi-output Keras model, as its logs name them: `fit` logs
 each output's loss and metrics beside the summed `loss` (CSVLogger: `<output>_loss`,
 `<output>_accuracy`, `val_<output>_loss`; the TensorBoard callback:
-`train/epoch_<output>_loss`, `validation/epoch_<output>_loss`). The summed loss can
+`train/epoch_<output>_loss`, `validation/epoch_<output>_loss`; the Keras Doctor's run
+folder: `epoch/<output>_loss`, `epoch/val_<output>_loss`). The summed loss can
 fall while one output learns nothing, so the chance rules read each output on its own
 too."""
 
@@ -10,7 +11,9 @@ from __future__ import annotations
 from lossdoctor.run import TRAIN_ACC, TRAIN_LOSS, VAL_ACC, VAL_LOSS, Run, Series
 
 PREFIX = "extra/"  # where the readers keep the series they give no role
-SPLITS = (("train/epoch_", "train"), ("validation/epoch_", "val"), ("val_", "val"))
+SPLITS = (("train/epoch_", "train"), ("validation/epoch_", "val"), ("epoch/val_", "val"),
+          ("epoch/", "train"), ("val_", "val"))
+NOT_OUTPUTS = {"train", "val", "validation"}  # `epoch/train_loss` is the run's own
 METRICS = (("_loss", "loss"), ("_accuracy", "accuracy"), ("_acc", "accuracy"))
 ROLES = {("train", "loss"): TRAIN_LOSS, ("train", "accuracy"): TRAIN_ACC,
          ("val", "loss"): VAL_LOSS, ("val", "accuracy"): VAL_ACC}
@@ -27,7 +30,7 @@ def _parse(name: str) -> tuple[str, str, str] | None:
         if "/" in name:
             return None
     for suffix, metric in METRICS:
-        if name.endswith(suffix) and len(name) > len(suffix):
+        if name.endswith(suffix) and name[:-len(suffix)] not in NOT_OUTPUTS | {""}:
             return split, name[:-len(suffix)], metric
     return None
 
