@@ -4,6 +4,7 @@ baseline and one fault per layer finding (the Keras twins of digits_torch)."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -149,3 +150,16 @@ if __name__ == "__main__":  # the kill -9 test: train until killed
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     doc = Doctor(Path(sys.argv[1]), probe=(x, y), every=5, verbose=False)
     model.fit(x, y, batch_size=BATCH, epochs=100000, verbose=0, callbacks=[doc, Flushed(doc)])
+
+
+def twins(root: Path, build: Callable[[bool], keras.Model], faulty: str = "faulty"
+          ) -> dict[str, tuple[Path, Any]]:
+    """A faulty model (`build(True)`) and its healthy twin (`build(False)`), each
+    trained from seed 0 under a Doctor with SGD(0.05, momentum 0.9): name (`faulty`,
+    "healthy") -> (run folder, diagnosis)."""
+    out = {}
+    for name in (faulty, "healthy"):
+        keras.utils.set_random_seed(0)
+        doc = train(root / name, build(name == faulty), keras.optimizers.SGD(0.05, momentum=0.9))
+        out[name] = (root / name, doc.report())
+    return out

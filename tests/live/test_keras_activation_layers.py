@@ -64,14 +64,7 @@ def model(mostly_dead: bool) -> keras.Model:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, object]]:
-    root = tmp_path_factory.mktemp("keras-activation-layers")
-    out = {}
-    for name in ("dead", "healthy"):
-        keras.utils.set_random_seed(0)
-        doc = dk.train(root / name, model(name == "dead"),
-                       keras.optimizers.SGD(0.05, momentum=0.9))
-        out[name] = (root / name, doc.report())
-    return out
+    return dk.twins(tmp_path_factory.mktemp("keras-activation-layers"), model, "dead")
 
 
 def test_mostly_dead_units_behind_lambda_and_custom_relus_are_found(runs):

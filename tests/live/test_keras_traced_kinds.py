@@ -71,16 +71,9 @@ def model(faulty: bool) -> keras.Model:
 @pytest.fixture(scope="module", params=dk.SIDES)
 def runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
          ) -> dict[str, tuple[Path, Any]]:
-    root = tmp_path_factory.mktemp(f"keras-traced-kinds-{request.param}")
-    out = {}
     with pytest.MonkeyPatch.context() as patch:
         dk.read_on(request.param, patch)
-        for name in ("faulty", "healthy"):
-            keras.utils.set_random_seed(0)
-            doc = dk.train(root / name, model(name == "faulty"),
-                           keras.optimizers.SGD(0.05, momentum=0.9))
-            out[name] = (root / name, doc.report())
-    return out
+        return dk.twins(tmp_path_factory.mktemp(f"keras-traced-kinds-{request.param}"), model)
 
 
 def kinds(run_dir: Path) -> dict[str, str]:
