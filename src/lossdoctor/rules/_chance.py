@@ -37,10 +37,10 @@ class ChanceLevel:
         return 1.0 / self.classes
 
 
-def _classes_of_first_loss(first: float) -> int:
-    """C when `first` is ln C for a whole C >= 2 (within `CHANCE_LOSS_RTOL`), else 0."""
-    c = round(math.exp(first)) if 0.5 < first <= 1.02 * math.log(MAX_CLASSES) else 0
-    if c < 2 or abs(math.log(c) - first) > CHANCE_LOSS_RTOL * math.log(c):
+def _classes_of_loss(loss: float, rtol: float = CHANCE_LOSS_RTOL) -> int:
+    """C when `loss` is ln C for a whole C >= 2 (within `rtol`), else 0."""
+    c = round(math.exp(loss)) if 0.5 < loss <= (1 + rtol) * math.log(MAX_CLASSES) else 0
+    if c < 2 or abs(math.log(c) - loss) > rtol * math.log(c):
         return 0
     return c
 
@@ -70,7 +70,7 @@ def never_learned(run: Run) -> ChanceLevel | None:
     best = max(float(a.max()) for a in accuracies)
     typical = float(np.median(accuracies[0]))  # validation's, when logged
     lowest = min(float(v.min()) for v in losses)
-    for c in (_classes_of_first_loss(float(v[0])) for v in losses):
+    for c in (_classes_of_loss(float(v[0])) for v in losses):
         if not c:
             continue
         uniform, chance = math.log(c), 1.0 / c
@@ -135,9 +135,9 @@ def barely_learned(run: Run, lingering: bool = False) -> NearChance | None:
     # (C, whether the typical accuracy must be chance itself): a loss that merely
     # lingers near some ln C is a weaker sign than a first loss of ln C, so the
     # accuracy must then sit at 1/C too (within CHANCE_MARGIN of the way to 100%).
-    candidates = [(_classes_of_first_loss(float(v[0])), False) for v in losses]
+    candidates = [(_classes_of_loss(float(v[0])), False) for v in losses]
     if lingering:
-        candidates += [(_classes_of_typical_loss(float(np.median(v))), True)
+        candidates += [(_classes_of_loss(float(np.median(v)), BARELY_LOSS_SHARE), True)
                        for v in losses]
     for c, at_chance in candidates:
         if not c:
@@ -149,13 +149,6 @@ def barely_learned(run: Run, lingering: bool = False) -> NearChance | None:
             return NearChance(c, lowest, best, evaluations, unit)
     return None
 
-
-def _classes_of_typical_loss(median: float) -> int:
-    """C when `median` is within `BARELY_LOSS_SHARE` of ln C for a whole C >= 2."""
-    c = round(math.exp(median)) if 0.5 < median <= 1.1 * math.log(MAX_CLASSES) else 0
-    if c < 2 or abs(math.log(c) - median) > BARELY_LOSS_SHARE * math.log(c):
-        return 0
-    return c
 
 
 def title(level: ChanceLevel) -> str:

@@ -13,7 +13,7 @@ from lossdoctor.run import TRAIN_ACC, TRAIN_LOSS, VAL_ACC, VAL_LOSS, Run, Series
 PREFIX = "extra/"  # where the readers keep the series they give no role
 SPLITS = (("train/epoch_", "train"), ("validation/epoch_", "val"), ("epoch/val_", "val"),
           ("epoch/", "train"), ("val_", "val"))
-NOT_OUTPUTS = {"train", "val", "validation"}  # `epoch/train_loss` is the run's own
+NOT_OUTPUTS = {"", "train", "val", "validation"}  # `epoch/train_loss` is the run's own
 METRICS = (("_loss", "loss"), ("_accuracy", "accuracy"), ("_acc", "accuracy"))
 ROLES = {("train", "loss"): TRAIN_LOSS, ("train", "accuracy"): TRAIN_ACC,
          ("val", "loss"): VAL_LOSS, ("val", "accuracy"): VAL_ACC}
@@ -30,7 +30,7 @@ def _parse(name: str) -> tuple[str, str, str] | None:
         if "/" in name:
             return None
     for suffix, metric in METRICS:
-        if name.endswith(suffix) and name[:-len(suffix)] not in NOT_OUTPUTS | {""}:
+        if name.endswith(suffix) and name[:-len(suffix)] not in NOT_OUTPUTS:
             return split, name[:-len(suffix)], metric
     return None
 

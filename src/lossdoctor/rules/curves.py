@@ -204,7 +204,6 @@ def _barely_learning(run: Run, part: Run, near: NearChance, head: str | None) ->
         near.unit.replace(" ", "_"): near.evaluations,
     }
     fixes = list(CATALOG["barely-learning"].fixes)
-    summary = lr_summary(run)
     if head is not None:
         evidence["output"] = head
         fixes = [f"Check {head}'s labels against its inputs and against its loss (the "
@@ -213,7 +212,7 @@ def _barely_learning(run: Run, part: Run, near: NearChance, head: str | None) ->
                  f"Check {head}'s weight in loss_weights: a weight far below the other "
                  "outputs' leaves it almost no gradient.",
                  *fixes[2:]]
-    elif summary is not None:
+    elif (summary := lr_summary(run)) is not None:
         first, last, _ = summary
         evidence.update(lr_first=first, lr_last=last)
         fixes[0] = (f"Raise the learning rate from {first:.3g} to {3 * first:.3g}-"
