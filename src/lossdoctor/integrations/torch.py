@@ -35,6 +35,7 @@ from lossdoctor.integrations.torch_functional import FunctionCalls
 from lossdoctor.live.at_exit import close_at_exit
 from lossdoctor.live.budget import OverheadBudget, ReadingPlan
 from lossdoctor.live.host_stats import SATURATION
+from lossdoctor.live.layer_order import in_call_order
 from lossdoctor.live.monitor import HISTOGRAM_BINS, LiveMonitor, StopTraining
 from lossdoctor.live.pacing import CHECK_INTERVAL_S, FLUSH_INTERVAL_S, Pacer
 from lossdoctor.live.schedule import Schedule
@@ -334,7 +335,8 @@ class Doctor:
         self._acts: dict[int, tuple[list[torch.Tensor], int, int]] = {}
         self._bn_vals: dict[int, tuple[torch.Tensor | None, bool]] = {}
         self._act_hists: dict[int, torch.Tensor] = {}  # hooked index -> `_bin_on_device`
-        self._seen: set[int] = set()  # hooked layers seen by a forward hook this step
+        # Hooked layers seen by a forward hook this step, in the order they were called.
+        self._seen: dict[int, None] = {}
         self._norms: list[torch.Tensor] = []  # gradient then weight norms, this step
         # This step's `_zero_grad_units` and the unit layers they count (see `_Layout`).
         self._zeros: tuple[torch.Tensor, tuple[int, ...]] | None = None
@@ -376,9 +378,11 @@ class Doctor:
         return sum(len(g["params"]) for g in self.optimizer.param_groups)
 
     def _collect_layers(self) -> list[dict[str, Any]]:
-        """The layers to watch, in depth order (registration order): those with weights
-        in the optimizer get weight/update/grad signals; those and activations get
-        activation statistics. Returns run.json's `layers`."""
+        """The layers to watch, in registration order (put in call order by the first
+        forward pass that reads them: `_settle_order`): those with weights in the
+        optimizer get weight/update/grad signals; those and activations get activation
+        statistics. Returns run.json's `layers`."""
+        self._order_settled = False
         self._n_opt_params = self._opt_param_count()
         in_opt = {id(p) for g in self.optimizer.param_groups for p in g["params"]}
         self._param_layers: list[str] = []
@@ -423,6 +427,19 @@ class Doctor:
                                 "params": sum(p.numel() for p in own)})
         return layers_meta
 
+    def _settle_order(self) -> None:
+        """run.json's layers in the order this step's forward pass called them (depth
+        order for the layer rules), once per layout."""
+        self._order_settled = True
+        try:
+            meta = self.monitor.store.meta
+            ordered = in_call_order(meta["layers"], [self._hooked[i][0] for i in self._seen])
+            if ordered != meta["layers"]:
+                meta["layers"] = ordered
+                self.monitor.store.write_meta()
+        except Exception as exc:
+            self.monitor.monitor_error("layers", exc)
+
     def _relayout(self) -> None:
         """The optimizer was given more (or fewer) parameters since the layers were
         collected (`add_param_group`: gradual unfreezing, Lightning's BaseFinetuning):
@@ -434,7 +451,7 @@ class Doctor:
         self._set_forward_hooks(False)
         self._hook_fns = []
         self._functional.leave()
-        self._acts, self._bn_vals, self._act_hists, self._seen = {}, {}, {}, set()
+        self._acts, self._bn_vals, self._act_hists, self._seen = {}, {}, {}, {}
         self._snapshot = self._before = None
         watched = set(self._param_layers)
         self.monitor.store.meta["layers"] = self._collect_layers()
@@ -499,7 +516,7 @@ class Doctor:
             if index in self._seen:
                 return  # a module called twice in one step: its first call counts
             start = time.perf_counter()
-            self._seen.add(index)
+            self._seen[index] = None
             if self._functional.on:  # the function watch need not see the Doctor's own ops
                 with torch._C.DisableTorchFunction():
                     measure(module, inputs, x)
@@ -771,7 +788,9 @@ class Doctor:
             self._acts = {}
             self._bn_vals = {}
             self._act_hists = {}
-            self._seen = set()
+            if self._seen and not self._order_settled:
+                self._settle_order()
+            self._seen = {}
 
     # --- user calls ---------------------------------------------------------------------
     def log(self, loss: torch.Tensor | float | None = None, **scalars: float) -> None:
