@@ -48,6 +48,16 @@ def test_histogram_rows_by_hand() -> None:
         assert rows[2, 2:].sum() == 0
 
 
+def test_host_histogram_of_a_span_past_float32s_largest_value() -> None:
+    """Exploded weights at +-3e38: max - min is inf in float32, and binning there made
+    negative bin numbers (numpy's bincount raised, and the run lost its histograms)."""
+    row = host_stats.histogram_row([np.array([-3e38, 0.0, 3e38, np.nan], np.float32)])
+    assert row[0] == pytest.approx(-3e38, rel=1e-6)
+    assert row[1] == pytest.approx(6e38, rel=1e-6)
+    counts = row[2:]
+    assert counts.sum() == 3 and counts[0] == counts[BINS // 2] == counts[-1] == 1
+
+
 def test_histogram_rows_agree_on_random_tensors() -> None:
     rng = np.random.default_rng(0)
     groups = [[rng.normal(size=(8, 16)).astype(np.float32),

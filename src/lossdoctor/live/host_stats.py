@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from lossdoctor.live.monitor import HISTOGRAM_BINS
 
 SATURATION = 0.99  # sigmoid outside [0.01, 0.99], |tanh| above 0.99
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _flat64(x: np.ndarray) -> np.ndarray:
@@ -89,16 +91,25 @@ def histogram_row(arrays: Sequence[np.ndarray]) -> np.ndarray:
     the last: the binning of `keras_tf.histogram_rows`."""
     x = np.concatenate([np.asarray(a, dtype=np.float32).reshape(-1) for a in arrays]) \
         if arrays else np.zeros(0, np.float32)
-    finite = x[np.isfinite(x)]
     row = np.zeros(2 + HISTOGRAM_BINS)
-    if not finite.size:
-        row[0], row[1] = math.inf, 1.0
-        return row
+    lo, hi = (x.min(), x.max()) if x.size else (np.float32(np.nan),) * 2
+    if not (math.isfinite(lo) and math.isfinite(hi)):  # min/max see any NaN or inf
+        x = x[np.isfinite(x)]
+        if not x.size:
+            row[0], row[1] = math.inf, 1.0
+            return row
+        lo, hi = x.min(), x.max()
     # float32 arithmetic as on the device: a value on a bin edge lands in the same bin.
-    lo, hi = finite.min(), finite.max()
-    width = hi - lo if hi > lo else np.float32(1.0)
-    scaled = (finite - lo) / width
-    index = np.clip(np.floor(scaled * np.float32(HISTOGRAM_BINS)), 0, HISTOGRAM_BINS - 1)
+    width: Any = np.float32(1.0)
+    if float(hi) - float(lo) > FLOAT32_MAX:  # exploded weights: bin in float64
+        x, lo, width = x.astype(np.float64), np.float64(lo), float(hi) - float(lo)
+    elif hi > lo:
+        width = hi - lo
+    scaled = x - lo
+    scaled /= width
+    scaled *= np.float32(HISTOGRAM_BINS)
+    index = scaled.astype(np.intp)  # the floor: no value is below lo
+    np.minimum(index, HISTOGRAM_BINS - 1, out=index)
     row[0], row[1] = float(lo), float(width)
-    row[2:] = np.bincount(index.astype(np.int64), minlength=HISTOGRAM_BINS)
+    row[2:] = np.bincount(index, minlength=HISTOGRAM_BINS)
     return row
