@@ -16,7 +16,8 @@ from lossdoctor.checks.initial_loss import expected_initial_loss
 from lossdoctor.checks.initial_loss import verdict as initial_verdict
 from lossdoctor.checks.labels import static_findings, unrelated_verdict
 from lossdoctor.checks.lr_range import lr_sequence, suggest
-from lossdoctor.checks.outliers import outlier_indices
+from lossdoctor.checks.outliers import class_groups, outlier_indices
+from lossdoctor.checks.outliers import verdict as outlier_verdict
 from lossdoctor.checks.outputs import describe_outputs
 from lossdoctor.checks.overfit import how_it_failed
 from lossdoctor.schedules import (
@@ -83,6 +84,44 @@ def test_outliers() -> None:
     losses[[7, 42]] = [40.0, 25.0]
     idx, z = outlier_indices(losses)
     assert list(idx) == [7, 42] and z[0] > z[1] > 10
+
+
+def _imbalanced_binary_start(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Cross-entropies of a random start on 256 samples, 10% positives: logits with
+    heavy tails (Student's t, 3 degrees of freedom) around a lean to "negative", as a
+    ReLU network's random start gives (losses up to 3.76, median 0.33)."""
+    rng = np.random.default_rng(seed)
+    y = (np.arange(256) % 10 == 0).astype(np.float32)
+    logits = -1.0 + 0.5 * rng.standard_t(3, 256)
+    p = 1 / (1 + np.exp(-logits))
+    return -(y * np.log(p) + (1 - y) * np.log(1 - p)), y
+
+
+def test_outliers_of_a_random_start_are_none() -> None:
+    losses, y = _imbalanced_binary_start()
+    assert len(outlier_indices(losses)[0]) > 0  # as plain losses, the tail looks bad
+    assert outlier_verdict(losses, when="now", labels=y) is None
+    assert outlier_verdict(losses, when="now", labels=y[:, None]) is None
+
+
+def test_outliers_within_a_class() -> None:
+    losses, y = _imbalanced_binary_start()
+    losses[[3, 10]] = [35.0, 60.0]  # a corrupted negative, a corrupted positive
+    f = outlier_verdict(losses, when="now", labels=y)
+    assert f is not None and f.evidence["indices"] == "10, 3"
+    assert f.evidence["scored_within"] == "class"
+    assert "for its class" in f.title
+
+
+def test_class_groups() -> None:
+    assert class_groups(np.array([2, 0, 2, 1]), 4).tolist() == [2, 0, 2, 1]
+    assert class_groups(np.array([[1.0], [0.0], [1.0]]), 3).tolist() == [1, 0, 1]
+    one_hot = np.eye(3)[[2, 0, 1, 2]]
+    assert class_groups(one_hot, 4).tolist() == [2, 0, 1, 2]
+    assert class_groups(one_hot * 0.9 + 0.1 / 3, 4) is None  # smoothed labels
+    assert class_groups(np.array([0.3, 1.7, 2.2]), 3) is None  # regression targets
+    assert class_groups(np.array([0, 1]), 3) is None  # not one label per loss
+    assert class_groups(None, 3) is None
 
 
 def test_overfit_failure_modes() -> None:

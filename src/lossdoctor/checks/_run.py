@@ -140,7 +140,8 @@ def _initial_loss(ctx: Context) -> list[Finding]:
 def _outliers(ctx: Context) -> list[Finding]:
     ctx.need_loss()
     ctx.need_trainable_data()
-    f = outliers.verdict(ctx.initial_losses(), when="with the model's current weights")
+    f = outliers.verdict(ctx.initial_losses(), when="with the model's current weights",
+                         labels=ctx.y)
     return [f] if f else []
 
 
