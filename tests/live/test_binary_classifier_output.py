@@ -55,31 +55,8 @@ def test_keras_confident_sigmoid_output_is_no_finding(tmp_path: Path, loss: str)
     assert not [f for f in doc.report().findings if f.code in QUIET]
 
 
-def test_torch_confident_sigmoid_output_is_no_finding(tmp_path: Path) -> None:
-    torch = pytest.importorskip("torch")
-    from lossdoctor.torch import Doctor
-
-    x, y = (torch.tensor(a) for a in digit_zero())
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(),
-                                torch.nn.Linear(32, 1), torch.nn.Sigmoid())
-    opt = torch.optim.Adam(model.parameters(), 1e-2)
-    doc: Any
-    with Doctor(model, opt, tmp_path, verbose=False) as doc:
-        for _ in range(EPOCHS):
-            for i in range(300, len(x), 64):
-                loss = torch.nn.functional.binary_cross_entropy(
-                    model(x[i:i + 64]).squeeze(-1), y[i:i + 64])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                doc.log(loss=loss)
-            doc.log_epoch()
-    assert layer_medians(tmp_path, "saturated_fraction")["3"] > 0.5
-    assert not [f for f in doc.report().findings if f.code in QUIET]
-
-
 def _train_torch(model: Any, run_dir: Path) -> Any:
+    """`model` trained on digit 0 against the rest with a PyTorch Doctor; the Doctor."""
     import torch
 
     from lossdoctor.torch import Doctor
@@ -98,6 +75,17 @@ def _train_torch(model: Any, run_dir: Path) -> Any:
                 doc.log(loss=loss)
             doc.log_epoch()
     return doc
+
+
+def test_torch_confident_sigmoid_output_is_no_finding(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(),
+                                torch.nn.Linear(32, 1), torch.nn.Sigmoid())
+    doc = _train_torch(model, tmp_path)
+    assert layer_medians(tmp_path, "saturated_fraction")["3"] > 0.5
+    assert not [f for f in doc.report().findings if f.code in QUIET]
 
 
 @pytest.mark.parametrize("hidden_scale", [1.0, 30.0])
