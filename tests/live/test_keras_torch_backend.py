@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 pytest.importorskip("keras")
@@ -59,6 +60,10 @@ def _scenario(name: str, run_dir: Path) -> dict[str, Any]:
                                   keras.layers.Activation("relu", name="relu_0"),
                                   keras.layers.Dense(10, name="logits")])
         model.get_layer("bn_0").trainable = False
+    elif name.startswith("custom-kinds"):
+        from tests.live.custom_kinds import model as custom_model
+
+        model = custom_model(faulty=name.endswith("faulty"))
     else:
         model = dk.mlp()
         if name == "nan-at-dense-1":
@@ -78,6 +83,11 @@ def _scenario(name: str, run_dir: Path) -> dict[str, Any]:
         "series": {k: len(s) for k, s in run.series.items()},
         "histograms": {k: [[h.step, h.num] for h in hs] for k, hs in run.histograms.items()},
         "meta": {k: run.meta.get(k) for k in ("backend", "notes", "histogram_every")},
+        "kinds": {x["name"]: x["kind"] for x in run.meta["layers"]},
+        "saturated": {k.split("/")[1]: float(np.median(s.values)) for k, s in run.series.items()
+                      if k.endswith("/saturated_fraction")},
+        "dead": {k.split("/")[1]: float(np.median(s.values)) for k, s in run.series.items()
+                 if k.endswith("/dead_fraction")},
         "params": {layer.name: int(sum(v.numpy().size for v in layer.trainable_weights))
                    for layer in model.layers},
     }
@@ -85,7 +95,8 @@ def _scenario(name: str, run_dir: Path) -> dict[str, Any]:
 
 def _main(out_dir: Path) -> None:
     results = {name: _scenario(name, out_dir / name)
-               for name in ("healthy", "nan-at-dense-1", "bn-frozen-shifted")}
+               for name in ("healthy", "nan-at-dense-1", "bn-frozen-shifted",
+                            "custom-kinds-faulty", "custom-kinds-healthy")}
     results["tensorflow_imported"] = "tensorflow" in sys.modules  # type: ignore[assignment]
     print(json.dumps(results))
 
@@ -152,6 +163,30 @@ def test_frozen_batchnorm_is_found(results):
     assert [f["layer"] for f in found] == ["bn_0"]
     assert "monitor-error" not in codes(results["bn-frozen-shifted"])
     assert results["bn-frozen-shifted"]["series"]["layer/bn_0/bn_frozen"] >= 3
+
+
+@pytest.mark.parametrize("name", ["custom-kinds-faulty", "custom-kinds-healthy"])
+def test_custom_layers_kinds_are_read_from_the_torch_calls(results, name):
+    """A custom layer's `keras.ops.sigmoid`/`relu` and a weightless custom sigmoid
+    layer take that kind; the Dropout after the ReLU layer is not a second one."""
+    run = results[name]
+    assert run["kinds"] == {
+        "dense_0": "dense", "custom_sigmoid": "sigmoid", "custom_relu": "relu",
+        "dropout": "dropout", "dense_1": "dense", "act_sigmoid": "sigmoid",
+        "logits": "dense"}
+    assert set(run["saturated"]) == {"custom_sigmoid", "act_sigmoid"}
+    assert set(run["dead"]) == {"custom_relu"}
+
+
+def test_custom_layers_dead_and_saturated_are_found(results):
+    faulty, healthy = results["custom-kinds-faulty"], results["custom-kinds-healthy"]
+    assert faulty["dead"]["custom_relu"] == 1.0
+    assert faulty["saturated"]["custom_sigmoid"] > 0.7
+    found = {f["code"]: f["layer"] for f in faulty["findings"]}
+    assert found["dead-units"] == "custom_relu"
+    assert found["saturated-activations"] == "custom_sigmoid"
+    assert healthy["dead"]["custom_relu"] < 0.5
+    assert not codes(healthy) & {"dead-units", "saturated-activations", "monitor-error"}
 
 
 if __name__ == "__main__":

@@ -176,11 +176,15 @@ class Probe:
                  loss_fn: Callable[..., Any], variables: Sequence[Any],
                  var_layer: Sequence[int], n_layers: int, x: Any, y: Any,
                  histograms: bool = True, undecided: Sequence[int] = ()) -> None:
-        # Nothing to leave out: histograms are computed only when asked. Eager tensors
-        # do not say which op made them, so `undecided` outputs keep an unknown kind.
-        del histograms, undecided
+        # Nothing to leave out: histograms are computed only when asked.
+        del histograms
         self.failed_parts: dict[str, BaseException] = {}  # see keras_tf.Probe
         self.gradients = _torch_backend()
+        # On torch the first pass tells the `undecided` outputs' kinds from the calls
+        # that made them (`keras_torch_kinds`); those found go into `detected` (index
+        # -> kind) for the caller to record. Other backends leave them unknown.
+        self._undecided = list(undecided) if self.gradients else []
+        self.detected: dict[int, str] = {}
         self._model, self._act_model = model, act_model
         self._kinds, self._bn_layers = list(kinds), list(bn_layers)
         self._loss_fn = loss_fn
@@ -198,6 +202,23 @@ class Probe:
         n_act, n_bn = len(self._kinds), len(self._bn_layers)
         return outs[-1], outs[:n_act], outs[n_act:n_act + n_bn]
 
+    def _forward_telling_kinds(self) -> tuple[Any, list[Any], list[Any]]:
+        """`_forward` with the torch calls watched: the undecided outputs made by an
+        activation take its kind (once: a failure leaves them unknown)."""
+        from lossdoctor.integrations import keras_torch_kinds
+
+        undecided, self._undecided = self._undecided, []
+        with keras_torch_kinds.watched_calls() as made:
+            y_pred, acts, bn_inputs = self._forward()
+        try:
+            told = keras_torch_kinds.kinds_made(acts, undecided, made)
+        except Exception as exc:
+            self.failed_parts["kinds"] = exc
+            told = {}
+        for k, kind in told.items():
+            self._kinds[k] = self.detected[k] = kind
+        return y_pred, acts, bn_inputs
+
     def _forward_and_gradients(self) -> tuple[list[Any], list[Any], list[Any]]:
         """(probed outputs, BatchNorm inputs, gradient per variable or None)."""
         if not self.gradients:
@@ -208,7 +229,10 @@ class Probe:
 
         params = [_value(v) for v in self._vars]
         with torch.enable_grad():
-            y_pred, acts, bn_inputs = self._forward()
+            if self._undecided:
+                y_pred, acts, bn_inputs = self._forward_telling_kinds()
+            else:
+                y_pred, acts, bn_inputs = self._forward()
             loss = torch.mean(ops.cast(self._loss_fn(self._y, y_pred), "float32"))
             grads = torch.autograd.grad(loss, params, allow_unused=True)
         # A variable the loss does not reach: zero gradient, as on TensorFlow.
