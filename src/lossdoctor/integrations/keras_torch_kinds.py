@@ -14,18 +14,18 @@ from typing import Any
 import torch
 from torch.overrides import TorchFunctionMode
 
+from lossdoctor.integrations.torch_functional import SATURATING_CALLS
+
 F = torch.nn.functional
 # The functions Keras' torch backend calls for its activations (and their tensor
 # methods and in-place forms), by the kind of unit they make: the kinds
-# `keras_tf.OP_KINDS` gives the same activations' ops.
+# `keras_tf.OP_KINDS` gives the same activations' ops. Sigmoid and tanh are the
+# PyTorch Doctor's own watch list.
 KIND_OF_CALL: dict[Any, str] = {
+    **SATURATING_CALLS,
     F.relu: "relu", F.relu_: "relu", torch.relu: "relu", torch.relu_: "relu",
     torch.Tensor.relu: "relu", torch.Tensor.relu_: "relu", F.relu6: "relu",
-    F.leaky_relu: "leakyrelu", F.leaky_relu_: "leakyrelu",
-    F.sigmoid: "sigmoid", torch.sigmoid: "sigmoid", torch.Tensor.sigmoid: "sigmoid",
-    torch.Tensor.sigmoid_: "sigmoid", torch.special.expit: "sigmoid",
-    F.tanh: "tanh", torch.tanh: "tanh", torch.Tensor.tanh: "tanh",
-    torch.Tensor.tanh_: "tanh", F.softsign: "tanh",
+    F.leaky_relu: "leakyrelu", F.leaky_relu_: "leakyrelu", F.softsign: "tanh",
 }
 
 
