@@ -110,3 +110,57 @@ def test_the_function_watch_is_off_outside_reading_steps_and_after_an_error(tmp_
     # Activations are read on steps 0, 10 and 20 at the start; step 10 after the error.
     steps = run.series["layer/sigmoid(fc3)/saturated_fraction"].steps
     assert steps.tolist() == [0, 10, 20]
+
+
+class GatedNet(torch.nn.Module):
+    """Gates as hand-written cells compute them: a sigmoid of a layer that is not the
+    latest one called (`torch.sigmoid(h) * k`), and a sigmoid and a tanh of chunks of
+    one layer's output (an LSTM-style cell)."""
+
+    def __init__(self, gate_std: float | None = None) -> None:
+        super().__init__()
+        self.gate = torch.nn.Linear(64, 32)
+        self.value = torch.nn.Linear(64, 32)
+        self.cell = torch.nn.Linear(32, 64)
+        self.out = torch.nn.Linear(32, 10)
+        if gate_std is not None:
+            for layer in (self.gate, self.cell):
+                torch.nn.init.normal_(layer.weight, std=gate_std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = self.gate(x)
+        v = self.value(x)  # the latest layer when the gate's sigmoid is taken
+        h = torch.sigmoid(g) * v
+        i, o = self.cell(h).chunk(2, dim=1)
+        return self.out(torch.sigmoid(i) * torch.tanh(o))
+
+
+@pytest.fixture(scope="module")
+def gated_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, object]]:
+    root = tmp_path_factory.mktemp("functional-gates")
+    out = {}
+    for name, std in (("saturated", 3.0), ("healthy", None)):
+        torch.manual_seed(0)
+        model = GatedNet(std).to(dt.DEVICE)
+        opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+        out[name] = (root / name, dt.train(root / name, model, opt).report())
+    return out
+
+
+def test_gates_of_earlier_layers_and_of_chunks_are_measured(gated_runs):
+    run_dir, diagnosis = gated_runs["saturated"]
+    shares = layer_medians(run_dir, "saturated_fraction")
+    assert set(shares) == {"sigmoid(gate)", "sigmoid(cell)", "tanh(cell)"}
+    assert min(shares.values()) > 0.3  # the healthy twin's stay under 0.2
+    found = {f.layer for f in diagnosis.findings if f.code == "saturated-activations"}
+    assert found and found <= set(shares)
+    names = [x["name"] for x in json.loads((run_dir / "run.json").read_text())["layers"]]
+    assert names.index("sigmoid(gate)") == names.index("gate") + 1
+
+
+def test_healthy_gates_are_measured_and_quiet(gated_runs):
+    run_dir, diagnosis = gated_runs["healthy"]
+    shares = layer_medians(run_dir, "saturated_fraction")
+    assert set(shares) == {"sigmoid(gate)", "sigmoid(cell)", "tanh(cell)"}
+    assert max(shares.values()) < 0.2
+    assert not [f for f in diagnosis.findings if f.code == "saturated-activations"]

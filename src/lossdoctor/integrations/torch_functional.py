@@ -6,8 +6,11 @@ saturated unit still passes a (tiny) gradient, so the zero-gradient counts that 
 `FunctionCalls` watches the torch functions called during a forward pass through a
 `TorchFunctionMode`, which the Doctor pushes only for the forward passes of the steps
 that read activations (it adds about a microsecond to every torch call while it is
-on). A call is kept when its input is the output of a watched layer (the Doctor says
-which with `saw_output`), so it can be named after that layer: `sigmoid(fc1)`. An
+on). A call is kept when its input is the output of a watched layer in this pass, or a
+view of one (the Doctor says which with `saw_output`), so it can be named after that
+layer: `sigmoid(fc1)`, also for a gate computed beside another layer (`h = self.a(x);
+k = self.b(x); torch.sigmoid(h) * k`) or a chunk of one (`i, o =
+self.gates(x).chunk(2, 1); torch.sigmoid(i)`: a hand-written LSTM cell, a GLU). An
 `nn.Sigmoid` module calls `torch.sigmoid` too; its forward hook takes the call back
 (`covered`), as the module's own reading measures that output."""
 
@@ -52,17 +55,17 @@ class FunctionCalls:
     """The saturating calls of one forward pass on watched layers' outputs, between
     `enter()` and `leave()`, measured at once by `measure(output, kind)`.
 
-    Memory: only the latest watched output is held (a call is kept when its input is
-    that output: `torch.sigmoid(self.fc(x))`), and a call's measurement rather than its
-    result, so a model that recomputes activations to save memory (checkpointing) does
-    not keep more of them alive on the steps that read."""
+    Memory: the watched outputs are held weakly, and a call's measurement rather than
+    its result, so a model that recomputes activations to save memory (checkpointing)
+    does not keep more of them alive on the steps that read."""
 
     def __init__(self, measure: Callable[[torch.Tensor, str], Any]) -> None:
         self._mode = _Mode(self)
         self._measure = measure
         self._on = False
         self.error: Exception | None = None  # raised while watching, for the Doctor to report
-        self._last: tuple[torch.Tensor, int] | None = None  # (output, watched layer index)
+        # The watched outputs of this pass: id -> (the output, weakly; layer index).
+        self._outputs: dict[int, tuple[weakref.ref[torch.Tensor], int]] = {}
         # The latest call, until an activation module may claim it (`covered`):
         # (its result, weakly; layer index, kind, measurement).
         self._pending: tuple[weakref.ref[torch.Tensor], int, str, Any] | None = None
@@ -87,14 +90,15 @@ class FunctionCalls:
             if torch.overrides._get_current_function_mode() is self._mode:  # type: ignore[no-untyped-call]
                 self._mode.__exit__(None, None, None)
         self._keep_pending()
-        kept, self._kept, self._last = self._kept, [], None
+        kept, self._kept = self._kept, []
+        self._outputs.clear()
         return kept
 
     def saw_output(self, x: torch.Tensor, index: int) -> None:
         """`x` is the output of watched layer `index` in this pass."""
         if self._on:
             self._keep_pending()
-            self._last = (x, index)
+            self._outputs[id(x)] = (weakref.ref(x), index)
 
     def covered(self, x: torch.Tensor) -> None:
         """`x` is the output of an activation module: the call that made it is that
@@ -102,12 +106,22 @@ class FunctionCalls:
         if self._pending is not None and self._pending[0]() is x:
             self._pending = None
 
+    def _layer_of(self, x: Any) -> int | None:
+        """The watched layer whose output `x` is, or a view of (a chunk, a slice)."""
+        for t in (x, getattr(x, "_base", None)):
+            entry = self._outputs.get(id(t)) if t is not None else None
+            if entry is not None and entry[0]() is t:  # not a freed tensor's reused id
+                return entry[1]
+        return None
+
     def called(self, kind: str, x: Any, out: Any) -> None:
-        last = self._last
-        if last is None or last[0] is not x or not isinstance(out, torch.Tensor):
+        if not isinstance(out, torch.Tensor):
+            return
+        index = self._layer_of(x)
+        if index is None:
             return
         self._keep_pending()
-        self._pending = (weakref.ref(out), last[1], kind, self._measure(out, kind))
+        self._pending = (weakref.ref(out), index, kind, self._measure(out, kind))
 
     def _keep_pending(self) -> None:
         if self._pending is not None:
