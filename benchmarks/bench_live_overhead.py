@@ -6,7 +6,7 @@ probe) against none (goal <= 1.03).
         [--repeats 8] [--epochs 20] [--control] [--same-model [--never-read]]
         [--every-step]   (either framework: every signal on every step)
         [--keras-epochs 20] [--keras-batch 32] [--keras-width 1]
-        [--keras-arm doctor|none|batch-callback]
+        [--keras-arm doctor|none|batch-callback] [--keras-backend tensorflow|jax|torch]
 
 PyTorch: two instances of the model, one watched, trained epoch by epoch in turns
 (A B, B A, ...) in one process, so both see the same machine; which instance is
@@ -27,6 +27,7 @@ Both print the Doctor's own estimate of its share of the time (run.json has it t
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -216,10 +217,14 @@ def report(label: str, steps: int, base: list[float], live: list[float]) -> None
 
 def bench_keras(repeats: int, epochs: int, batch: int = 32, width: int = 1,
                 arm: str = "doctor", every_step: bool = False) -> None:
-    import tensorflow as tf
+    import keras
 
-    tf.config.threading.set_intra_op_parallelism_threads(1)  # steadier timings
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(1)  # steadier timings
+        tf.config.threading.set_inter_op_parallelism_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         keras_trial(False, 3, Path(tmp) / "warm0", batch, width)  # imports, first traces
         keras_trial(True, 3, Path(tmp) / "warm1", batch, width)
@@ -230,7 +235,7 @@ def bench_keras(repeats: int, epochs: int, batch: int = 32, width: int = 1,
                     with_doctor, epochs, Path(tmp) / f"{with_doctor}{r}", batch, width,
                     arm, every_step))
     per_epoch = -(-1797 // batch)
-    print(f"keras CNN (width x{width}, batch {batch}), digits, {epochs} epochs x "
+    print(f"keras ({backend}) CNN (width x{width}, batch {batch}), digits, {epochs} epochs x "
           f"{per_epoch} steps, {repeats} repeats (AB BA ...), second arm: {arm}"
           f"{', every signal every step' if every_step else ''}")
     report("whole fit: ", epochs * per_epoch, [b[0] for b in base], [v[0] for v in live])
@@ -278,7 +283,10 @@ def main() -> None:
                         help="with --same-model: the Doctor attached but never reading")
     parser.add_argument("--every-step", action="store_true",
                         help="every signal on every step instead of the default sampling")
+    parser.add_argument("--keras-backend", choices=("tensorflow", "jax", "torch"),
+                        default="tensorflow", help="Keras' backend for --framework keras")
     args = parser.parse_args()
+    os.environ["KERAS_BACKEND"] = args.keras_backend  # read by Keras at its import
     if args.framework in ("keras", "both"):
         bench_keras(args.repeats, args.keras_epochs, args.keras_batch, args.keras_width,
                     args.keras_arm, args.every_step)

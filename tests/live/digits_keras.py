@@ -59,6 +59,9 @@ class Poison(keras.callbacks.Callback):
 
     def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
         if self.seen == self.step:
+            # Keras' JAX trainer holds the weights outside the model during an epoch:
+            # put them back first (its next step takes the poisoned kernel up).
+            getattr(self.model, "jax_state_sync", lambda: None)()
             kernel = self.model.get_layer(self.layer).kernel
             value = kernel.numpy()
             value[0, 0] = np.nan

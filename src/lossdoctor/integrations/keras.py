@@ -53,11 +53,12 @@ the host, and its probe pass is one traced forward and backward pass whose outpu
 and gradients are reduced there too (`keras_host`: tracing each reduction into a
 function costs more, once per fit, than a small read-back); past `keras_host.HOST_LIMIT`
 values the reductions are traced functions on the device (`keras_tf`, gradients with
-tf.GradientTape). On the others they are eager `keras.ops` on sampled steps
-(`keras_eager`), with probe gradients from torch.autograd on the torch backend and
-none elsewhere (a note in run.json). On JAX only the curves are recorded: its trainer
-keeps the weights outside the model during an epoch. TensorFlow is imported only on
-its backend.
+tf.GradientTape). On JAX the same, with the probe pass compiled by JAX and its
+gradients from jax.value_and_grad (`keras_eager`); its trainer keeps the weights
+outside the model during an epoch, so each reading first puts them back
+(`_attach_state`). On torch they are eager `keras.ops` on sampled steps
+(`keras_eager`), with probe gradients from torch.autograd. TensorFlow is imported
+only on its backend.
 """
 
 from __future__ import annotations
@@ -237,12 +238,13 @@ def _samples(data: Any) -> int:
 
 def _on_host(values: int) -> bool:
     """Whether readings of `values` numbers are read back whole and reduced on the host
-    (`keras_host`): on the TensorFlow backend while they are few, where tracing their
-    reductions into a device function would cost more than the read-back (see
-    `keras_host`); the eager backends reduce on the device at no tracing cost."""
+    (`keras_host`): on the TensorFlow and JAX backends while they are few, where
+    tracing or compiling their reductions into a device function would cost more than
+    the read-back (see `keras_host`, `keras_eager._jax_compiled`); torch reduces eagerly
+    on the device at no such cost."""
     from lossdoctor.integrations.keras_host import HOST_LIMIT
 
-    return keras.backend.backend() == "tensorflow" and values <= HOST_LIMIT
+    return keras.backend.backend() in ("tensorflow", "jax") and values <= HOST_LIMIT
 
 
 def _probe_values(act_model: keras.Model | None, n: int) -> int:
@@ -436,18 +438,6 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
                                    verbose=self.verbose)
         self.run_dir = self.monitor.store.run_dir
         close_at_exit(self)  # a fit that raised never reaches on_train_end
-        if keras.backend.backend() == "jax":
-            # Keras' JAX trainer holds the weights outside the model during an epoch
-            # (the model's variables are emptied and written back at its end): no
-            # per-layer reading can see them mid-epoch, so only curves are recorded.
-            self._note("weights, gradients, activations", "Keras backend 'jax' keeps the "
-                       "weights outside the model during fit: per-layer signals skipped; "
-                       "losses, metrics and the learning rate are recorded")
-            self.probe = None
-            self.histogram_every = 0
-            if model.built:
-                self._collect_layers()
-            return
         self._backend = _backend_module()
         if model.built:
             self._setup_readers()
@@ -639,8 +629,6 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
             # A new stage starts densely, as the first did: failures start there too.
             self._reading_plan.restart(self._step)
             self._next_probe, self._next_hist = self.schedule.dense_steps, 0
-            if self._backend is None:  # JAX: curves only
-                return
             if self.model.built:
                 self._setup_readers()
             else:
@@ -663,6 +651,7 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         if self._weights is not None and self._snapped != step \
                 and self._reading_plan.due(step):
             with self.monitor.guard("weights"):
+                self._attach_state()
                 self._weights.snapshot()
                 self._snapped = step
             self._did = "read"
@@ -768,6 +757,7 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         self._did = self._did or "read"
         self._reading_plan.taken(step)
         with mon.guard("updates"):
+            self._attach_state()
             nxt = step + 1
             snap = self._reading_plan.due(nxt)
             row = self._weights.read(snapshot_next=snap)
@@ -854,6 +844,7 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
                 self._weight_histograms(step)
             return
         with mon.guard("probe"):
+            self._attach_state()
             flat = _probe_stats(self._probe_fn, histograms)
             # Parts of the probe that failed while the rest worked.
             failed = getattr(self._probe_fn, "failed_parts", {})
@@ -897,6 +888,7 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         if not self._param_layers or self._backend is None:
             return
         with mon.guard("histograms"):
+            self._attach_state()
             if self._weight_hist_fn is None:
                 if self._read_values is not None:
                     from lossdoctor.integrations import keras_host
@@ -916,9 +908,19 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         for tag, row in zip(tags, rows, strict=True):
             self.monitor.histogram_row(tag, row, step)
 
+    def _attach_state(self) -> None:
+        """Keras' JAX trainer keeps the weights (and the optimizer's and BatchNorm's
+        variables) outside the model during an epoch, the model's own emptied; its
+        `jax_state_sync` writes them back, and its next step takes them up again. So
+        a reading costs one write-back on JAX; nothing elsewhere."""
+        sync = getattr(self.model, "jax_state_sync", None)
+        if sync is not None:
+            sync()
+
     def _record_lr(self, step: int) -> None:
         assert self.monitor is not None
         with self.monitor.guard("lr"):
+            self._attach_state()
             lr = getattr(getattr(self.model, "optimizer", None), "learning_rate", None)
             if lr is not None:
                 read = getattr(self._backend, "scalar_value", None)  # TensorFlow's

@@ -1,0 +1,146 @@
+"""The Keras Doctor on Keras' JAX backend (KERAS_BACKEND=jax), whose trainer keeps the
+weights outside the model during an epoch: the Doctor puts them back for its readings
+(`jax_state_sync`), so weight/update norms, probe gradients (`jax.value_and_grad`),
+activations, BatchNorm signals and histograms are recorded, and the layer faults of
+test_keras_live are found on this backend too, their healthy twin quiet. Keras reads
+the backend at import, so the runs train in a fresh interpreter (this module run as a
+script) and report back as JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("keras")
+pytest.importorskip("jax")
+pytest.importorskip("sklearn")
+
+from lossdoctor.findings import CATALOG
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+LAYER_CODES = {c for c, e in CATALOG.items() if e.family == "layers"} | {"monitor-error"}
+SCENARIOS = ("healthy", "huge-lr", "tiny-lr", "dead-relu", "deep-sigmoid", "huge-init",
+             "nan-at-dense-1", "bn-frozen-shifted")
+
+
+def _bn_frozen_shifted(run_dir: Path) -> Any:
+    """BatchNorm frozen at its initial statistics (mean 0, var 1) on inputs far from
+    them."""
+    import keras
+    from tests.live import digits_keras as dk
+
+    from lossdoctor.keras import Doctor
+
+    keras.utils.set_random_seed(0)
+    x, y = dk.digits()
+    x = x * 3 + 2
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, name="dense_0"),
+                              keras.layers.BatchNormalization(name="bn_0"),
+                              keras.layers.Activation("relu", name="relu_0"),
+                              keras.layers.Dense(10, name="logits")])
+    model.get_layer("bn_0").trainable = False
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    doc = Doctor(run_dir, probe=(x[300:], y[300:]), verbose=False)
+    model.fit(x[300:], y[300:], batch_size=dk.BATCH, epochs=2, verbose=0,
+              validation_data=(x[:300], y[:300]), callbacks=[doc])
+    return doc
+
+
+def _scenario(name: str, run_dir: Path) -> dict[str, Any]:
+    from tests.live import digits_keras as dk
+
+    from lossdoctor.diagnosis import diagnose
+    from lossdoctor.sources.rundir import read_run_dir
+
+    if name == "bn-frozen-shifted":
+        doc = _bn_frozen_shifted(run_dir)
+    else:
+        doc = dk.scenario(name, run_dir, histogram_every=20)
+    d = doc.report()
+    run = read_run_dir(run_dir)
+    return {
+        "findings": [{"code": f.code, "layer": f.layer, "step": f.step,
+                      "evidence": {k: str(v) for k, v in f.evidence.items()}}
+                     for f in d.findings],
+        "same_as_folder": diagnose(run).to_dict() == d.to_dict(),
+        "series": {k: len(s) for k, s in run.series.items()},
+        "histograms": {k: [[h.step, h.num] for h in hs] for k, hs in run.histograms.items()},
+        "meta": {k: run.meta.get(k) for k in ("backend", "notes")},
+    }
+
+
+def _main(out_dir: Path) -> None:
+    print(json.dumps({name: _scenario(name, out_dir / name) for name in SCENARIOS}))
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out_dir = tmp_path_factory.mktemp("keras-jax")
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "tests.live.test_keras_jax_backend",
+                           str(out_dir)], capture_output=True, text=True, cwd=ROOT, env=env,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def layer_codes(result: dict[str, Any]) -> set[str]:
+    return {f["code"] for f in result["findings"]} & LAYER_CODES
+
+
+def test_healthy_run_records_every_signal_and_stays_quiet(results):
+    healthy = results["healthy"]
+    assert layer_codes(healthy) == set()
+    assert healthy["same_as_folder"]
+    assert healthy["meta"] == {"backend": "jax", "notes": []}
+    series = healthy["series"]
+    assert series["train/loss_step"] == 2 * -(-(1797 - 300) // 64)
+    for layer in ("dense_0", "dense_1", "dense_2", "logits"):
+        for signal in ("weight_norm", "update_norm", "update_ratio", "grad_norm",
+                       "act_mean", "act_std", "nan_count"):
+            assert series[f"layer/{layer}/{signal}"] >= 3, (layer, signal)
+    hists = healthy["histograms"]
+    for kind in ("weight_hist", "grad_hist", "act_hist"):
+        assert [step for step, _ in hists[f"layer/dense_0/{kind}"]] == [0, 20, 40], kind
+    assert {num for _, num in hists["layer/dense_0/act_hist"]} == {64 * 32}
+
+
+@pytest.mark.parametrize(("name", "code"), [
+    ("huge-lr", "update-ratio-high"),
+    ("tiny-lr", "update-ratio-low"),
+    ("dead-relu", "dead-units"),
+    ("deep-sigmoid", "vanishing-gradients"),
+    ("huge-init", "poor-initialization"),
+    ("bn-frozen-shifted", "frozen-batchnorm"),
+])
+def test_fault_is_found(results, name, code):
+    assert code in layer_codes(results[name])
+    assert "monitor-error" not in layer_codes(results[name])
+    assert results[name]["same_as_folder"]
+
+
+def test_nan_origin_names_the_poisoned_layer_and_step(results):
+    origin = [f for f in results["nan-at-dense-1"]["findings"] if f["code"] == "nan-origin"]
+    assert len(origin) == 1
+    assert origin[0]["layer"] == "dense_1" and origin[0]["step"] == 40
+    assert origin[0]["evidence"]["where"] == "weights"
+
+
+def test_vanishing_gradients_are_read_at_the_first_layer(results):
+    vanish = next(f for f in results["deep-sigmoid"]["findings"]
+                  if f["code"] == "vanishing-gradients")
+    assert vanish["layer"] == "dense_0"
+    assert float(vanish["evidence"]["ratio"]) < 1e-2
+
+
+if __name__ == "__main__":
+    _main(Path(sys.argv[1]))
