@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 pytest.importorskip("keras")
@@ -28,7 +29,8 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 LAYER_CODES = {c for c, e in CATALOG.items() if e.family == "layers"} | {"monitor-error"}
 SCENARIOS = ("healthy", "huge-lr", "tiny-lr", "dead-relu", "deep-sigmoid", "huge-init",
-             "nan-at-dense-1", "bn-frozen-shifted")
+             "nan-at-dense-1", "bn-frozen-shifted", "custom-kinds-faulty",
+             "custom-kinds-healthy", "custom-kinds-faulty-on-device")
 
 
 def _bn_frozen_shifted(run_dir: Path) -> Any:
@@ -63,6 +65,17 @@ def _scenario(name: str, run_dir: Path) -> dict[str, Any]:
 
     if name == "bn-frozen-shifted":
         doc = _bn_frozen_shifted(run_dir)
+    elif name.startswith("custom-kinds"):
+        import keras
+        from tests.live.custom_kinds import model
+
+        from lossdoctor.integrations import keras_host
+
+        # On the device: the probe's reductions compiled with it (large models' side).
+        keras_host.HOST_LIMIT = -1 if name.endswith("on-device") else 1 << 20
+        keras.utils.set_random_seed(0)
+        doc = dk.train(run_dir, model(faulty="faulty" in name),
+                       keras.optimizers.Adam(1e-3))
     else:
         doc = dk.scenario(name, run_dir, histogram_every=20)
     d = doc.report()
@@ -75,6 +88,11 @@ def _scenario(name: str, run_dir: Path) -> dict[str, Any]:
         "series": {k: len(s) for k, s in run.series.items()},
         "histograms": {k: [[h.step, h.num] for h in hs] for k, hs in run.histograms.items()},
         "meta": {k: run.meta.get(k) for k in ("backend", "notes")},
+        "kinds": {x["name"]: x["kind"] for x in run.meta["layers"]},
+        "saturated": {k.split("/")[1]: float(np.median(s.values)) for k, s in run.series.items()
+                      if k.endswith("/saturated_fraction")},
+        "dead": {k.split("/")[1]: float(np.median(s.values)) for k, s in run.series.items()
+                 if k.endswith("/dead_fraction")},
     }
 
 
@@ -140,6 +158,50 @@ def test_vanishing_gradients_are_read_at_the_first_layer(results):
                   if f["code"] == "vanishing-gradients")
     assert vanish["layer"] == "dense_0"
     assert float(vanish["evidence"]["ratio"]) < 1e-2
+
+
+@pytest.mark.parametrize("name", ["custom-kinds-faulty", "custom-kinds-healthy",
+                                  "custom-kinds-faulty-on-device"])
+def test_custom_layers_kinds_are_read_from_the_jaxpr(results, name):
+    """A custom layer's `keras.ops.sigmoid`/`relu` and a weightless custom sigmoid
+    layer take that kind; the Dropout after the ReLU layer is not a second one."""
+    run = results[name]
+    assert run["kinds"] == {
+        "dense_0": "dense", "custom_sigmoid": "sigmoid", "custom_relu": "relu",
+        "dropout": "dropout", "dense_1": "dense", "act_sigmoid": "sigmoid",
+        "logits": "dense"}
+    assert set(run["saturated"]) == {"custom_sigmoid", "act_sigmoid"}
+    assert set(run["dead"]) == {"custom_relu"}
+
+
+@pytest.mark.parametrize("name", ["custom-kinds-faulty", "custom-kinds-faulty-on-device"])
+def test_custom_layers_dead_and_saturated_are_found(results, name):
+    faulty, healthy = results[name], results["custom-kinds-healthy"]
+    assert faulty["dead"]["custom_relu"] == 1.0
+    assert faulty["saturated"]["custom_sigmoid"] > 0.7
+    found = {f["code"]: f["layer"] for f in faulty["findings"]}
+    assert found["dead-units"] == "custom_relu"
+    assert found["saturated-activations"] == "custom_sigmoid"
+    assert healthy["dead"]["custom_relu"] < 0.5
+    assert not layer_codes(healthy) & {"dead-units", "saturated-activations", "monitor-error"}
+
+
+def test_kinds_are_read_from_primitives_and_named_functions():
+    import jax
+    import jax.numpy as jnp
+
+    from lossdoctor.integrations.keras_jax_kinds import kinds_made
+
+    def forward(values: list[Any]) -> list[Any]:
+        (x,) = values
+        r = jax.nn.relu(x)
+        return [r, jax.nn.sigmoid(x), jnp.tanh(x), r, x * 2.0, jax.nn.leaky_relu(x),
+                jnp.maximum(x, 0.0), jnp.maximum(x, 1.0), x]
+
+    # r handed on again (3) is not a second layer; x * 2, max(x, 1) and the input
+    # itself make no kind of unit the rules read.
+    assert kinds_made(forward, [jnp.ones((2, 3))], range(9)) == {
+        0: "relu", 1: "sigmoid", 2: "tanh", 5: "leakyrelu", 6: "relu"}
 
 
 if __name__ == "__main__":

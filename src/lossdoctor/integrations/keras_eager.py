@@ -182,16 +182,40 @@ def _jax_compiled(model: keras.Model, fn: Callable[..., Any],
     the pass compiled whole, once per fit."""
     import jax
 
+    jitted = jax.jit(_of_values(model, fn), static_argnums=tuple(k + 1 for k in static))
+    return lambda *args: jitted(_values(model), *args)
+
+
+def _values(model: keras.Model) -> list[Any]:
+    return [_value(v) for v in (*model.trainable_variables, *model.non_trainable_variables)]
+
+
+def _of_values(model: keras.Model, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`run(values, *args)`: `fn(*args)` with the model's variables (trainable, then
+    the others) at `values`. Every read of a variable inside (the forward pass, the
+    weights, BatchNorm statistics) sees the value passed in, so that JAX traces it as
+    an argument, not as a constant."""
     variables = [*model.trainable_variables, *model.non_trainable_variables]
 
     def run(values: list[Any], *args: Any) -> Any:
-        # Every read of a variable inside (the forward pass, the weights, BatchNorm
-        # statistics) sees the value passed in, not a constant of the compilation.
         with keras.StatelessScope(state_mapping=list(zip(variables, values, strict=True))):
             return fn(*args)
 
-    jitted = jax.jit(run, static_argnums=tuple(k + 1 for k in static))
-    return lambda *args: jitted([_value(v) for v in variables], *args)
+    return run
+
+
+def _jax_kinds(model: keras.Model, act_model: keras.Model, x: Any, n_act: int, n_bn: int,
+               undecided: Sequence[int]) -> dict[int, str]:
+    """index -> kind of the undecided probed outputs that an activation made, from the
+    forward pass's jaxpr (`keras_jax_kinds`); none when it cannot be traced (their
+    values tell ReLUs apart then, as before)."""
+    from lossdoctor.integrations import keras_jax_kinds
+
+    forward = _of_values(model, lambda: _split(act_model(x, training=False), n_act, n_bn)[1])
+    try:
+        return keras_jax_kinds.kinds_made(forward, _values(model), undecided)
+    except Exception:
+        return {}
 
 
 def value_reader(variables: Sequence[Any]) -> Callable[[], list[np.ndarray]]:
@@ -209,9 +233,11 @@ def forward_and_gradients(model: keras.Model, act_model: keras.Model | None, n_a
     reduced on the host (no reductions or histograms in the compilation: with them the
     benchmark CNN's pass compiled in 1.6 s and took 6.2 ms, against 0.55-0.83 s and
     about 4 ms for the forward and backward pass alone). The
-    undecided outputs' kinds are told by their values there (`told` stays empty)."""
-    del undecided, told
+    undecided outputs made by an activation take its kind in `told`
+    (`keras_jax_kinds`); the others are told by their values there."""
     xt, yt = keras.tree.map_structure(_model_input, x), ops.convert_to_tensor(y)
+    if undecided and told is not None and act_model is not None:
+        told.update(_jax_kinds(model, act_model, xt, n_act, n_bn, undecided))
     compiled = _jax_compiled(model, lambda: _jax_forward_and_gradients(
         model, act_model, n_act, n_bn, loss_fn, variables, xt, yt))
 
@@ -312,6 +338,11 @@ class Probe:
         # Tensors once: an array argument would be converted on every call.
         self._x = keras.tree.map_structure(_model_input, x)
         self._y = ops.convert_to_tensor(y)
+        if _jax_backend() and undecided and act_model is not None:  # before compiling
+            told = _jax_kinds(model, act_model, self._x, len(kinds), len(bn_layers),
+                              undecided)
+            for k, kind in told.items():
+                self._kinds[k] = self.detected[k] = kind
         self._jitted: Callable[[bool], Any] | None = None  # JAX's compiled pass
 
     def _forward(self) -> tuple[Any, list[Any], list[Any]]:
