@@ -232,9 +232,9 @@ def forward_and_gradients(model: keras.Model, act_model: keras.Model | None, n_a
     compiled pass returning the probed outputs, BatchNorm inputs and gradients whole,
     reduced on the host (no reductions or histograms in the compilation: with them the
     benchmark CNN's pass compiled in 1.6 s and took 6.2 ms, against 0.55-0.83 s and
-    about 4 ms for the forward and backward pass alone). The
-    undecided outputs made by an activation take its kind in `told`
-    (`keras_jax_kinds`); the others are told by their values there."""
+    about 4 ms for the forward and backward pass alone). The undecided outputs made by
+    an activation take its kind in `told` (`keras_jax_kinds`); the others are told by
+    their values there."""
     xt, yt = keras.tree.map_structure(_model_input, x), ops.convert_to_tensor(y)
     if undecided and told is not None and act_model is not None:
         told.update(_jax_kinds(model, act_model, xt, n_act, n_bn, undecided))
@@ -375,11 +375,7 @@ class Probe:
             with _no_grad():
                 _, acts, bn_inputs = self._forward()
             return acts, bn_inputs, [None] * len(self._vars)
-        if _jax_backend():
-            return _jax_forward_and_gradients(
-                self._model, self._act_model, len(self._kinds), len(self._bn_layers),
-                self._loss_fn, self._vars, self._x, self._y)
-        import torch
+        import torch  # JAX's pass is compiled whole instead (`_jax_call`)
 
         params = [_value(v) for v in self._vars]
         with torch.enable_grad():
