@@ -9,33 +9,26 @@ script) and report back as JSON."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 pytest.importorskip("keras")
 pytest.importorskip("jax")
 pytest.importorskip("sklearn")
 
-from lossdoctor.findings import CATALOG
+from tests.live import keras_backends as kb
 
 pytestmark = pytest.mark.slow
-
-ROOT = Path(__file__).resolve().parents[2]
-LAYER_CODES = {c for c, e in CATALOG.items() if e.family == "layers"} | {"monitor-error"}
 SCENARIOS = ("healthy", "huge-lr", "tiny-lr", "dead-relu", "deep-sigmoid", "huge-init",
              "nan-at-dense-1", "bn-frozen-shifted", "custom-kinds-faulty",
              "custom-kinds-healthy", "custom-kinds-faulty-on-device")
 
 
 def _bn_frozen_shifted(run_dir: Path) -> Any:
-    """BatchNorm frozen at its initial statistics (mean 0, var 1) on inputs far from
-    them."""
+    """Trained on inputs far from the frozen BatchNorm's statistics."""
     import keras
     from tests.live import digits_keras as dk
 
@@ -44,11 +37,7 @@ def _bn_frozen_shifted(run_dir: Path) -> Any:
     keras.utils.set_random_seed(0)
     x, y = dk.digits()
     x = x * 3 + 2
-    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, name="dense_0"),
-                              keras.layers.BatchNormalization(name="bn_0"),
-                              keras.layers.Activation("relu", name="relu_0"),
-                              keras.layers.Dense(10, name="logits")])
-    model.get_layer("bn_0").trainable = False
+    model = kb.bn_frozen_shifted_model()
     model.compile(optimizer=keras.optimizers.Adam(1e-3),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     doc = Doctor(run_dir, probe=(x[300:], y[300:]), verbose=False)
@@ -60,9 +49,6 @@ def _bn_frozen_shifted(run_dir: Path) -> Any:
 def _scenario(name: str, run_dir: Path) -> dict[str, Any]:
     from tests.live import digits_keras as dk
 
-    from lossdoctor.diagnosis import diagnose
-    from lossdoctor.sources.rundir import read_run_dir
-
     if name == "bn-frozen-shifted":
         doc = _bn_frozen_shifted(run_dir)
     elif name.startswith("custom-kinds"):
@@ -71,29 +57,18 @@ def _scenario(name: str, run_dir: Path) -> dict[str, Any]:
 
         from lossdoctor.integrations import keras_host
 
-        # On the device: the probe's reductions compiled with it (large models' side).
-        keras_host.HOST_LIMIT = -1 if name.endswith("on-device") else 1 << 20
-        keras.utils.set_random_seed(0)
-        doc = dk.train(run_dir, model(faulty="faulty" in name),
-                       keras.optimizers.Adam(1e-3))
+        limit = keras_host.HOST_LIMIT
+        if name.endswith("on-device"):  # the probe's reductions compiled with its pass
+            keras_host.HOST_LIMIT = -1  # (large models' side)
+        try:
+            keras.utils.set_random_seed(0)
+            doc = dk.train(run_dir, model(faulty="faulty" in name),
+                           keras.optimizers.Adam(1e-3))
+        finally:
+            keras_host.HOST_LIMIT = limit
     else:
         doc = dk.scenario(name, run_dir, histogram_every=20)
-    d = doc.report()
-    run = read_run_dir(run_dir)
-    return {
-        "findings": [{"code": f.code, "layer": f.layer, "step": f.step,
-                      "evidence": {k: str(v) for k, v in f.evidence.items()}}
-                     for f in d.findings],
-        "same_as_folder": diagnose(run).to_dict() == d.to_dict(),
-        "series": {k: len(s) for k, s in run.series.items()},
-        "histograms": {k: [[h.step, h.num] for h in hs] for k, hs in run.histograms.items()},
-        "meta": {k: run.meta.get(k) for k in ("backend", "notes")},
-        "kinds": {x["name"]: x["kind"] for x in run.meta["layers"]},
-        "saturated": {k.split("/")[1]: float(np.median(s.values)) for k, s in run.series.items()
-                      if k.endswith("/saturated_fraction")},
-        "dead": {k.split("/")[1]: float(np.median(s.values)) for k, s in run.series.items()
-                 if k.endswith("/dead_fraction")},
-    }
+    return kb.summary(doc, run_dir, ("backend", "notes"))
 
 
 def _main(out_dir: Path) -> None:
@@ -102,17 +77,12 @@ def _main(out_dir: Path) -> None:
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    out_dir = tmp_path_factory.mktemp("keras-jax")
-    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "tests.live.test_keras_jax_backend",
-                           str(out_dir)], capture_output=True, text=True, cwd=ROOT, env=env,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return kb.run_child("tests.live.test_keras_jax_backend", "jax",
+                        tmp_path_factory.mktemp("keras-jax"))
 
 
 def layer_codes(result: dict[str, Any]) -> set[str]:
-    return {f["code"] for f in result["findings"]} & LAYER_CODES
+    return kb.codes(result) & kb.LAYER_CODES
 
 
 def test_healthy_run_records_every_signal_and_stays_quiet(results):
@@ -165,25 +135,12 @@ def test_vanishing_gradients_are_read_at_the_first_layer(results):
 def test_custom_layers_kinds_are_read_from_the_jaxpr(results, name):
     """A custom layer's `keras.ops.sigmoid`/`relu` and a weightless custom sigmoid
     layer take that kind; the Dropout after the ReLU layer is not a second one."""
-    run = results[name]
-    assert run["kinds"] == {
-        "dense_0": "dense", "custom_sigmoid": "sigmoid", "custom_relu": "relu",
-        "dropout": "dropout", "dense_1": "dense", "act_sigmoid": "sigmoid",
-        "logits": "dense"}
-    assert set(run["saturated"]) == {"custom_sigmoid", "act_sigmoid"}
-    assert set(run["dead"]) == {"custom_relu"}
+    kb.check_custom_kinds(results[name])
 
 
 @pytest.mark.parametrize("name", ["custom-kinds-faulty", "custom-kinds-faulty-on-device"])
 def test_custom_layers_dead_and_saturated_are_found(results, name):
-    faulty, healthy = results[name], results["custom-kinds-healthy"]
-    assert faulty["dead"]["custom_relu"] == 1.0
-    assert faulty["saturated"]["custom_sigmoid"] > 0.7
-    found = {f["code"]: f["layer"] for f in faulty["findings"]}
-    assert found["dead-units"] == "custom_relu"
-    assert found["saturated-activations"] == "custom_sigmoid"
-    assert healthy["dead"]["custom_relu"] < 0.5
-    assert not layer_codes(healthy) & {"dead-units", "saturated-activations", "monitor-error"}
+    kb.check_custom_faults(results[name], results["custom-kinds-healthy"])
 
 
 def test_kinds_are_read_from_primitives_and_named_functions():

@@ -7,25 +7,20 @@ a fresh interpreter (this module run as a script) and report back as JSON."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 pytest.importorskip("keras")
 pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
-from lossdoctor.findings import CATALOG
+from tests.live import keras_backends as kb
+from tests.live.keras_backends import codes
 
 pytestmark = pytest.mark.slow
-
-ROOT = Path(__file__).resolve().parents[2]
-LAYER_CODES = {c for c, e in CATALOG.items() if e.family == "layers"} | {"monitor-error"}
 
 
 def _seed() -> None:
@@ -44,22 +39,14 @@ def _scenario(name: str, run_dir: Path) -> dict[str, Any]:
     import keras
     from tests.live import digits_keras as dk
 
-    from lossdoctor.diagnosis import diagnose
     from lossdoctor.keras import Doctor
-    from lossdoctor.sources.rundir import read_run_dir
 
     _seed()
     x, y = dk.digits()
     callbacks: list[Any] = []
     if name == "bn-frozen-shifted":
-        # BatchNorm frozen at its initial statistics (mean 0, var 1) on inputs that
-        # are far from them.
-        x = x * 3 + 2
-        model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, name="dense_0"),
-                                  keras.layers.BatchNormalization(name="bn_0"),
-                                  keras.layers.Activation("relu", name="relu_0"),
-                                  keras.layers.Dense(10, name="logits")])
-        model.get_layer("bn_0").trainable = False
+        x = x * 3 + 2  # far from the frozen statistics
+        model = kb.bn_frozen_shifted_model()
     elif name.startswith("custom-kinds"):
         from tests.live.custom_kinds import model as custom_model
 
@@ -73,24 +60,10 @@ def _scenario(name: str, run_dir: Path) -> dict[str, Any]:
     doc = Doctor(run_dir, probe=(x[300:], y[300:]), histogram_every=20, verbose=False)
     model.fit(x[300:], y[300:], batch_size=dk.BATCH, epochs=2, verbose=0,
               validation_data=(x[:300], y[:300]), callbacks=[*callbacks, doc])
-    d = doc.report()
-    run = read_run_dir(run_dir)
-    return {
-        "findings": [{"code": f.code, "layer": f.layer, "step": f.step,
-                      "evidence": {k: str(v) for k, v in f.evidence.items()}}
-                     for f in d.findings],
-        "same_as_folder": diagnose(run).to_dict() == d.to_dict(),
-        "series": {k: len(s) for k, s in run.series.items()},
-        "histograms": {k: [[h.step, h.num] for h in hs] for k, hs in run.histograms.items()},
-        "meta": {k: run.meta.get(k) for k in ("backend", "notes", "histogram_every")},
-        "kinds": {x["name"]: x["kind"] for x in run.meta["layers"]},
-        "saturated": {k.split("/")[1]: float(np.median(s.values)) for k, s in run.series.items()
-                      if k.endswith("/saturated_fraction")},
-        "dead": {k.split("/")[1]: float(np.median(s.values)) for k, s in run.series.items()
-                 if k.endswith("/dead_fraction")},
-        "params": {layer.name: int(sum(v.numpy().size for v in layer.trainable_weights))
-                   for layer in model.layers},
-    }
+    params = {layer.name: int(sum(v.numpy().size for v in layer.trainable_weights))
+              for layer in model.layers}
+    return {**kb.summary(doc, run_dir, ("backend", "notes", "histogram_every")),
+            "params": params}
 
 
 def _main(out_dir: Path) -> None:
@@ -103,17 +76,8 @@ def _main(out_dir: Path) -> None:
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    out_dir = tmp_path_factory.mktemp("keras-torch")
-    env = {**os.environ, "KERAS_BACKEND": "torch", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "tests.live.test_keras_torch_backend",
-                           str(out_dir)], capture_output=True, text=True, cwd=ROOT, env=env,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
-
-
-def codes(result: dict[str, Any]) -> set[str]:
-    return {f["code"] for f in result["findings"]}
+    return kb.run_child("tests.live.test_keras_torch_backend", "torch",
+                        tmp_path_factory.mktemp("keras-torch"))
 
 
 def test_tensorflow_is_not_imported(results):
@@ -122,7 +86,7 @@ def test_tensorflow_is_not_imported(results):
 
 def test_healthy_run_records_every_signal_and_stays_quiet(results):
     healthy = results["healthy"]
-    assert codes(healthy) & LAYER_CODES == set()
+    assert codes(healthy) & kb.LAYER_CODES == set()
     assert healthy["same_as_folder"]
     assert healthy["meta"] == {"backend": "torch", "notes": [], "histogram_every": 20}
     series = healthy["series"]
@@ -169,24 +133,11 @@ def test_frozen_batchnorm_is_found(results):
 def test_custom_layers_kinds_are_read_from_the_torch_calls(results, name):
     """A custom layer's `keras.ops.sigmoid`/`relu` and a weightless custom sigmoid
     layer take that kind; the Dropout after the ReLU layer is not a second one."""
-    run = results[name]
-    assert run["kinds"] == {
-        "dense_0": "dense", "custom_sigmoid": "sigmoid", "custom_relu": "relu",
-        "dropout": "dropout", "dense_1": "dense", "act_sigmoid": "sigmoid",
-        "logits": "dense"}
-    assert set(run["saturated"]) == {"custom_sigmoid", "act_sigmoid"}
-    assert set(run["dead"]) == {"custom_relu"}
+    kb.check_custom_kinds(results[name])
 
 
 def test_custom_layers_dead_and_saturated_are_found(results):
-    faulty, healthy = results["custom-kinds-faulty"], results["custom-kinds-healthy"]
-    assert faulty["dead"]["custom_relu"] == 1.0
-    assert faulty["saturated"]["custom_sigmoid"] > 0.7
-    found = {f["code"]: f["layer"] for f in faulty["findings"]}
-    assert found["dead-units"] == "custom_relu"
-    assert found["saturated-activations"] == "custom_sigmoid"
-    assert healthy["dead"]["custom_relu"] < 0.5
-    assert not codes(healthy) & {"dead-units", "saturated-activations", "monitor-error"}
+    kb.check_custom_faults(results["custom-kinds-faulty"], results["custom-kinds-healthy"])
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,16 +44,23 @@ class FunctionalSigmoidNet(torch.nn.Module):
         return self.out(x)
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, object]]:
-    root = tmp_path_factory.mktemp("functional-saturation")
+def twins(root: Path, net: type[torch.nn.Module], std: float, optimizer: type[Any],
+          lr: float) -> dict[str, tuple[Path, object]]:
+    """The net with its weights drawn at `std` ("saturated") and as PyTorch draws them
+    ("healthy"), each trained from seed 0: name -> (run folder, diagnosis)."""
     out = {}
-    for name, std in (("saturated", 4.0), ("healthy", None)):
+    for name, init_std in (("saturated", std), ("healthy", None)):
         torch.manual_seed(0)
-        model = FunctionalSigmoidNet(std).to(dt.DEVICE)
-        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        model = net(init_std).to(dt.DEVICE)
+        opt = optimizer(model.parameters(), lr=lr)
         out[name] = (root / name, dt.train(root / name, model, opt).report())
     return out
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, object]]:
+    return twins(tmp_path_factory.mktemp("functional-saturation"), FunctionalSigmoidNet,
+                 4.0, torch.optim.Adam, 1e-2)
 
 
 def test_saturated_functional_activations_are_measured_and_found(runs):
@@ -137,14 +145,8 @@ class GatedNet(torch.nn.Module):
 
 @pytest.fixture(scope="module")
 def gated_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, object]]:
-    root = tmp_path_factory.mktemp("functional-gates")
-    out = {}
-    for name, std in (("saturated", 3.0), ("healthy", None)):
-        torch.manual_seed(0)
-        model = GatedNet(std).to(dt.DEVICE)
-        opt = torch.optim.SGD(model.parameters(), lr=1e-3)
-        out[name] = (root / name, dt.train(root / name, model, opt).report())
-    return out
+    return twins(tmp_path_factory.mktemp("functional-gates"), GatedNet, 3.0,
+                 torch.optim.SGD, 1e-3)
 
 
 def test_gates_of_earlier_layers_and_of_chunks_are_measured(gated_runs):
