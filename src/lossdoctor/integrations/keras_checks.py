@@ -1,4 +1,5 @@
-"""Keras 3 (TensorFlow backend) side of the pre-flight checks and the LR range test.
+"""Keras 3 side of the pre-flight checks and the LR range test, on any backend Keras
+trains on (TensorFlow, torch, JAX; gradients from `keras_autodiff`).
 
 Forward passes that only read (outputs, losses, regularization terms, activation
 scales) run on the user's model with training=False; everything that changes
@@ -15,13 +16,14 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from lossdoctor.checks._data import take_sample
 from lossdoctor.checks._probe import CheckSkipped, LossInfo, RegularizationProbe, TrainTrace
 from lossdoctor.checks._report import CheckReport
 from lossdoctor.checks._run import CheckOptions, run_checks
 from lossdoctor.checks.lr_range import LRRangeResult, Smoother, lr_sequence, suggest
+from lossdoctor.integrations import keras_autodiff
 from lossdoctor.integrations.keras_losses import matched_ranks
 
 LossFn = Callable[[Any, Any], Any]
@@ -72,6 +74,34 @@ def resolve_loss(spec: Any) -> tuple[LossFn, LossInfo] | None:
     return matched_ranks(fn), info
 
 
+def _array(t: Any, dtype: Any = np.float64) -> np.ndarray:
+    """A backend tensor (or a Keras variable's value) as a numpy array of its own: on
+    torch, a CPU tensor's numpy array shares its memory, so a variable assigned later
+    would change it too."""
+    return np.array(ops.convert_to_numpy(t), dtype=dtype)
+
+
+def _mean(x: Any, axis: int = 0) -> Any:
+    """`x` averaged over `axis`, in its own dtype: Keras' torch backend averages float64
+    in float32, which leaves the float64 gradient check's differences at float32
+    resolution."""
+    return ops.sum(x, axis=axis) / ops.cast(ops.shape(x)[axis], x.dtype)
+
+
+def _const(a: Any) -> Any:
+    return ops.convert_to_tensor(np.asarray(a))
+
+
+def _traced(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`fn` traced once per input shape on TensorFlow (the checks call it hundreds of
+    times); as it is elsewhere."""
+    if keras.backend.backend() != "tensorflow":
+        return fn
+    import tensorflow as tf
+
+    return tf.function(fn, reduce_retracing=True)  # type: ignore[no-any-return]
+
+
 def _built(model: keras.Model, x: np.ndarray) -> None:
     if not model.built or not model.weights:
         model(x[:1], training=False)
@@ -116,9 +146,6 @@ class KerasProbe:
     framework = "keras"
 
     def __init__(self, model: keras.Model, loss: Any, x: np.ndarray) -> None:
-        if keras.backend.backend() != "tensorflow":
-            raise RuntimeError("lossdoctor.check supports Keras on the TensorFlow backend; "
-                               f"this Keras runs on {keras.backend.backend()}")
         self._model = model
         self.model_name = model.name
         self.takes_indices = _has_embedding(model)
@@ -137,28 +164,28 @@ class KerasProbe:
     def _per_sample(self, y: Any, out: Any) -> Any:
         assert self._loss_fn is not None
         values = self._loss_fn(y, out)
-        values = tf.reshape(tf.convert_to_tensor(values), (tf.shape(out)[0], -1))
-        return tf.reduce_mean(tf.cast(values, out.dtype), axis=1)
+        values = ops.reshape(ops.convert_to_tensor(values), (ops.shape(out)[0], -1))
+        return _mean(ops.cast(values, out.dtype), axis=1)
 
     def _x(self, x: np.ndarray, dtype: str = "float32") -> Any:
         arr = np.asarray(x)
         if self.takes_indices and np.issubdtype(arr.dtype, np.integer):
-            return tf.constant(arr.astype(np.int32))  # embedding indices stay integers
-        return tf.constant(np.asarray(arr, dtype=dtype))
+            return ops.convert_to_tensor(arr.astype(np.int32))  # embedding indices stay ints
+        return ops.convert_to_tensor(np.asarray(arr, dtype=dtype))
 
     def outputs(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(self._model(self._x(x), training=False), dtype=np.float64)
+        return _array(self._model(self._x(x), training=False))
 
     def sample_losses(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         out = self._model(self._x(x), training=False)
-        return np.asarray(self._per_sample(tf.constant(y), out), dtype=np.float64)
+        return _array(self._per_sample(_const(y), out))
 
     def batch_loss(self, x: np.ndarray, y: np.ndarray) -> float:
         out = self._model(self._x(x), training=False)
         spec = self._spec
         if isinstance(spec, keras.losses.Loss):  # honours its reduction
-            return float(tf.reduce_mean(tf.cast(spec(tf.constant(y), out), tf.float64)))
-        return float(tf.reduce_mean(self._per_sample(tf.constant(y), out)))
+            return float(np.mean(_array(spec(_const(y), out))))
+        return float(np.mean(_array(self._per_sample(_const(y), out))))
 
     def regularization(self, x: np.ndarray, y: np.ndarray) -> RegularizationProbe:
         declared: list[str] = []
@@ -167,8 +194,8 @@ class KerasProbe:
                 if attr.endswith("_regularizer") and getattr(layer, attr) is not None:
                     declared.append(f"{layer.name}.{attr.lstrip('_')}")
         out = self._model(self._x(x), training=False)
-        loss_off = float(tf.reduce_mean(self._per_sample(tf.constant(y), out)))
-        extra = [float(v) for v in self._model.losses]
+        loss_off = float(np.mean(_array(self._per_sample(_const(y), out))))
+        extra = [float(_array(v)) for v in self._model.losses]
         if extra and not declared:
             declared.append(f"model.losses ({len(extra)} terms from add_loss)")
         # The loss Keras minimizes = compiled loss + sum(model.losses) (compute_loss).
@@ -199,42 +226,38 @@ class KerasProbe:
         if not params:
             trace.error = "the model has no trainable weights (trainable=False everywhere)"
             return trace
-        xt, yt = self._x(x), tf.constant(y)
+        xt, yt = self._x(x), _const(y)
         # The first step runs eagerly to tell "no gradient at all" apart; the rest run
-        # as one traced function per input shape, reused by every training run.
-        with tf.GradientTape() as tape:
-            out = model(xt, training=False)
-            loss = tf.reduce_mean(self._per_sample(yt, out))
-        grads = tape.gradient(loss, params)
-        if all(g is None for g in grads):
-            trace.losses.append(float(loss))
+        # as one traced function per input shape on TensorFlow, reused by every run.
+        loss, grads = keras_autodiff.value_and_gradients(
+            lambda: _mean(self._per_sample(yt, model(xt, training=False))), params)
+        if not keras_autodiff.reaches_any(grads):
+            trace.losses.append(float(_array(loss)))
             trace.error = ("no gradient reaches any trainable weight (the output does "
                            "not depend on them through differentiable ops)")
             return trace
         step_fn = self._step_function(model, params, lr)
         for step in range(steps + 1):
             # The loss before each update; the first one is already computed.
-            value = float(loss) if step == 0 else float(self._forward_loss(model, xt, yt))
+            value = float(_array(loss if step == 0 else self._forward_loss(model, xt, yt)))
             trace.losses.append(value)
             if step == steps or not math.isfinite(value):
                 break
             if stop_below is not None and value <= stop_below:
                 break
             step_fn(xt, yt)
-        out = model(xt, training=False)
-        trace.outputs = np.asarray(out, dtype=np.float64)
+        trace.outputs = _array(model(xt, training=False))
         if eval_x is not None and eval_y is not None:
             eo = model(self._x(eval_x), training=False)
-            trace.eval_losses = np.asarray(self._per_sample(tf.constant(eval_y), eo),
-                                           dtype=np.float64)
+            trace.eval_losses = _array(self._per_sample(_const(eval_y), eo))
         return trace
 
     def _forward_loss(self, model: keras.Model, xt: Any, yt: Any) -> Any:
         if self._loss_graph is None:
-            self._loss_graph = tf.function(
-                lambda xb, yb: tf.reduce_mean(self._per_sample(yb, model(xb, training=False))),
-                reduce_retracing=True,
-            )
+            def loss(xb: Any, yb: Any) -> Any:
+                return _mean(self._per_sample(yb, model(xb, training=False)))
+
+            self._loss_graph = _traced(loss)
         return self._loss_graph(xt, yt)
 
     def _step_function(self, model: keras.Model, params: list[Any], lr: float) -> Any:
@@ -245,24 +268,31 @@ class KerasProbe:
 
             def step(xb: Any, yb: Any) -> None:
                 # training=False: dropout off, i.e. regularization off while memorizing.
-                with tf.GradientTape() as tape:
-                    loss = tf.reduce_mean(self._per_sample(yb, model(xb, training=False)))
-                grads = tape.gradient(loss, params)
-                opt.apply_gradients([(g, v) for g, v in zip(grads, params, strict=True)
-                                     if g is not None])
+                keras_autodiff.sgd_like_step(
+                    lambda: _mean(self._per_sample(yb, model(xb, training=False))),
+                    params, opt, compiled=False)()
 
-            self._step = tf.function(step, reduce_retracing=True)
+            self._step = _traced(step)
         else:  # a fresh Adam: zero moments and step count
             for v in self._opt.variables:
-                v.assign(tf.zeros_like(v))
+                v.assign(ops.zeros(v.shape, v.dtype))
         self._opt.learning_rate = lr
         return self._step
 
     def gradient_problem(self, x: np.ndarray, y: np.ndarray) -> _KerasGradProblem:
-        try:
-            model, dtype = _clone(self._model, np.asarray(x, dtype=np.float64),
-                                  "float64"), "float64"
-        except Exception:  # e.g. a subclassed model or a layer that refuses float64
+        if keras.backend.backend() == "torch":
+            raise CheckSkipped("Keras' torch backend computes parts of a float64 model in "
+                               "float32, below what central differences need; the "
+                               "TensorFlow and JAX backends, or lossdoctor.check on a "
+                               "torch.nn.Module, can check its gradients")
+        model, dtype = None, "float32"
+        if keras_autodiff.float64_available():
+            try:
+                model, dtype = _clone(self._model, np.asarray(x, dtype=np.float64),
+                                      "float64"), "float64"
+            except Exception:  # e.g. a subclassed model or a layer that refuses float64
+                model = None
+        if model is None:
             model, dtype = self._work_copy(x), "float32"
         return _KerasGradProblem(self, model, dtype, x, y)
 
@@ -277,8 +307,7 @@ class KerasProbe:
             for layer in model.layers:
                 h = layer(h, training=False)
                 if layer in weighted:
-                    scales.append((layer.name, float(tf.math.reduce_std(
-                        tf.cast(h, tf.float64)))))
+                    scales.append((layer.name, float(np.std(_array(h)))))
             return scales
         if not hasattr(model, "_functional") and not isinstance(model, keras.Model):
             raise CheckSkipped("activation scales need a Sequential or functional model")
@@ -292,7 +321,7 @@ class KerasProbe:
         tap = keras.Model(inputs, [layer.output for layer in weighted])
         outs = tap(xt, training=False)
         outs = outs if isinstance(outs, list | tuple) else [outs]
-        return [(layer.name, float(tf.math.reduce_std(tf.cast(o, tf.float64))))
+        return [(layer.name, float(np.std(_array(o))))
                 for layer, o in zip(weighted, outs, strict=True)]
 
 
@@ -306,19 +335,17 @@ class _KerasGradProblem:
         self.names: Sequence[str] = [getattr(v, "path", v.name) for v in self._vars]
         self.shapes: Sequence[tuple[int, ...]] = [tuple(int(d) for d in v.shape)
                                                   for v in self._vars]
-        self._values = [np.asarray(v.numpy()) for v in self._vars]
+        self._values = [_array(v.value, dtype=None) for v in self._vars]
         self._x = probe._x(x, dtype)
-        self._y = tf.constant(y)
+        self._y = _const(y)
 
     def _loss(self) -> Any:
         out = self._model(self._x, training=False)
-        return tf.reduce_mean(self._probe._per_sample(self._y, out))
+        return _mean(self._probe._per_sample(self._y, out))
 
     def analytic(self) -> list[np.ndarray]:
-        with tf.GradientTape() as tape:
-            loss = self._loss()
-        grads = tape.gradient(loss, self._vars)
-        return [np.zeros(s) if g is None else np.asarray(tf.convert_to_tensor(g))
+        _, grads = keras_autodiff.value_and_gradients(self._loss, self._vars)
+        return [np.zeros(s) if g is None else _array(g, dtype=None)
                 for g, s in zip(grads, self.shapes, strict=True)]
 
     def value(self, param: int, flat_index: int) -> float:
@@ -329,7 +356,7 @@ class _KerasGradProblem:
         arr.reshape(-1)[flat_index] = value
         self._vars[param].assign(arr)
         try:
-            return float(self._loss())
+            return float(_array(self._loss()))
         finally:
             self._vars[param].assign(self._values[param])
 
@@ -347,6 +374,13 @@ def check(model: keras.Model, x: Any, y: Any, *, loss: Any, optimizer: Any, x_va
     except CheckSkipped as skip:
         raise ValueError(str(skip)) from None
     return run_checks(probe, x, y, x_val=x_val, options=options)
+
+
+def _batch_loss(probe: KerasProbe, model: keras.Model, x: np.ndarray, y: np.ndarray
+                ) -> keras_autodiff.Loss:
+    """The mean loss of `model` on one batch, in training mode, as a function."""
+    xb, yb = probe._x(x), _const(y)
+    return lambda: _mean(probe._per_sample(yb, model(xb, training=True)))
 
 
 def lr_range_test(
@@ -393,13 +427,11 @@ def lr_range_test(
         idx = order[pos : pos + bs]
         pos += bs
         opt.learning_rate = float(lr)
-        with tf.GradientTape() as tape:
-            out = work(probe._x(xs[idx]), training=True)
-            value = tf.reduce_mean(probe._per_sample(tf.constant(ys[idx]), out))
-        grads = tape.gradient(value, params)
+        value, grads = keras_autodiff.value_and_gradients(
+            _batch_loss(probe, work, xs[idx], ys[idx]), params)
         opt.apply_gradients([(g, v) for g, v in zip(grads, params, strict=True)
                              if g is not None])
-        losses.append(float(value))
+        losses.append(float(_array(value)))
         s, stop = smoother.add(losses[-1])
         smoothed.append(s)
         if stop:
