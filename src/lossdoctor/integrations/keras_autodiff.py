@@ -73,21 +73,9 @@ def reaches_any(grads: Sequence[Any]) -> bool:
     return any(bool(np.any(np.asarray(g))) for g in present)
 
 
-def sgd_like_step(loss_fn: Loss, variables: Sequence[Any], optimizer: Any,
-                  compiled: bool) -> Callable[[], None]:
-    """`step()`: one update of `variables` by `optimizer` along the gradient of
-    `loss_fn()`; variables the loss does not reach are left alone. `compiled`: traced
-    once into a tf.function on TensorFlow (the checks run hundreds of steps); eager
-    elsewhere."""
-    variables = list(variables)
-
-    def step() -> None:
-        _, grads = value_and_gradients(loss_fn, variables)
-        optimizer.apply_gradients([(g, v) for g, v in zip(grads, variables, strict=True)
-                                   if g is not None])
-
-    if compiled and backend() == "tensorflow":
-        import tensorflow as tf
-
-        return tf.function(step)  # type: ignore[no-any-return]
-    return step
+def gradient_step(loss_fn: Loss, variables: Sequence[Any], optimizer: Any) -> None:
+    """One update of `variables` by `optimizer` along the gradient of `loss_fn()`;
+    variables the loss does not reach are left alone."""
+    _, grads = value_and_gradients(loss_fn, variables)
+    optimizer.apply_gradients([(g, v) for g, v in zip(grads, variables, strict=True)
+                               if g is not None])

@@ -82,9 +82,8 @@ def _array(t: Any, dtype: Any = np.float64) -> np.ndarray:
 
 
 def _mean(x: Any, axis: int = 0) -> Any:
-    """`x` averaged over `axis`, in its own dtype: Keras' torch backend averages float64
-    in float32, which leaves the float64 gradient check's differences at float32
-    resolution."""
+    """`x` averaged over `axis`, in its own dtype (Keras' torch `ops.mean` averages
+    float64 in float32)."""
     return ops.sum(x, axis=axis) / ops.cast(ops.shape(x)[axis], x.dtype)
 
 
@@ -268,9 +267,9 @@ class KerasProbe:
 
             def step(xb: Any, yb: Any) -> None:
                 # training=False: dropout off, i.e. regularization off while memorizing.
-                keras_autodiff.sgd_like_step(
+                keras_autodiff.gradient_step(
                     lambda: _mean(self._per_sample(yb, model(xb, training=False))),
-                    params, opt, compiled=False)()
+                    params, opt)
 
             self._step = _traced(step)
         else:  # a fresh Adam: zero moments and step count
