@@ -15,6 +15,10 @@ from lossdoctor.keras import Doctor
 
 BATCH = 64
 NAN_STEP = 40  # a step the default schedule reads (dense phase, every 5th step)
+# Each faulty `scenario` and the layer finding it must produce.
+FAULTS = (("huge-lr", "update-ratio-high"), ("tiny-lr", "update-ratio-low"),
+          ("dead-relu", "dead-units"), ("deep-sigmoid", "vanishing-gradients"),
+          ("huge-init", "poor-initialization"))
 
 # Where the Doctor reduces its readings: small models on the host (`keras_host`), the
 # rest in traced TensorFlow functions (`keras_tf`); the tests' models are all small.

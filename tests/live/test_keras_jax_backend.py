@@ -19,6 +19,7 @@ pytest.importorskip("keras")
 pytest.importorskip("jax")
 pytest.importorskip("sklearn")
 
+from tests.live import digits_keras as dk
 from tests.live import keras_backends as kb
 
 pytestmark = pytest.mark.slow
@@ -30,7 +31,6 @@ SCENARIOS = ("healthy", "huge-lr", "tiny-lr", "dead-relu", "deep-sigmoid", "huge
 def _bn_frozen_shifted(run_dir: Path) -> Any:
     """Trained on inputs far from the frozen BatchNorm's statistics."""
     import keras
-    from tests.live import digits_keras as dk
 
     from lossdoctor.keras import Doctor
 
@@ -47,8 +47,6 @@ def _bn_frozen_shifted(run_dir: Path) -> Any:
 
 
 def _scenario(name: str, run_dir: Path) -> dict[str, Any]:
-    from tests.live import digits_keras as dk
-
     if name == "bn-frozen-shifted":
         doc = _bn_frozen_shifted(run_dir)
     elif name.startswith("custom-kinds"):
@@ -102,14 +100,8 @@ def test_healthy_run_records_every_signal_and_stays_quiet(results):
     assert {num for _, num in hists["layer/dense_0/act_hist"]} == {64 * 32}
 
 
-@pytest.mark.parametrize(("name", "code"), [
-    ("huge-lr", "update-ratio-high"),
-    ("tiny-lr", "update-ratio-low"),
-    ("dead-relu", "dead-units"),
-    ("deep-sigmoid", "vanishing-gradients"),
-    ("huge-init", "poor-initialization"),
-    ("bn-frozen-shifted", "frozen-batchnorm"),
-])
+@pytest.mark.parametrize(("name", "code"),
+                         [*dk.FAULTS, ("bn-frozen-shifted", "frozen-batchnorm")])
 def test_fault_is_found(results, name, code):
     assert code in layer_codes(results[name])
     assert "monitor-error" not in layer_codes(results[name])

@@ -57,13 +57,7 @@ def test_healthy_run_stays_quiet(runs):
     assert layer_codes(runs["healthy"][1]) == set()
 
 
-@pytest.mark.parametrize(("name", "code"), [
-    ("huge-lr", "update-ratio-high"),
-    ("tiny-lr", "update-ratio-low"),
-    ("dead-relu", "dead-units"),
-    ("deep-sigmoid", "vanishing-gradients"),
-    ("huge-init", "poor-initialization"),
-])
+@pytest.mark.parametrize(("name", "code"), dk.FAULTS)
 def test_fault_is_found(runs, name, code):
     assert code in layer_codes(runs[name][1])
 
