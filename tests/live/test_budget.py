@@ -143,3 +143,21 @@ def test_a_restart_gives_a_later_stage_its_own_dense_start() -> None:
     assert [plan.next_due(s) for s in (47, 48, 63, 66)] == [47, 52, 67, 67]
     plan.taken(67)  # past its dense start: one period on
     assert [s for s in range(67, 90) if plan.due(s)] == list(range(77, 90))
+
+
+def test_readings_wait_for_the_steps_that_apply_an_accumulated_update() -> None:
+    from lossdoctor.live.budget import ReadingPlan
+    from lossdoctor.live.schedule import Schedule
+
+    plan = ReadingPlan(Schedule(every=10, dense_steps=20, dense_every=5),
+                       OverheadBudget(None, every=10))
+    plan.align(4, 3)  # updates on steps 3, 7, 11, ...
+    taken = []
+    for step in range(60):
+        if plan.due(step):
+            taken.append(step)
+            plan.taken(step)
+    # Due at 0, 5, 10, 15 in the dense start, then 20, 33 (23 + 10), 45, 57: each on
+    # the first update step from there.
+    assert taken == [3, 7, 11, 15, 23, 35, 47, 59]
+    assert all((s - 3) % 4 == 0 for s in taken)

@@ -46,7 +46,8 @@ nan-origin: on sampled steps, and at once after a non-finite loss, the first lay
 whose probe output is non-finite, else the deepest layer with a non-finite gradient.
 Every signal is guarded: a failure is one `monitor-error` finding and training goes
 on. With `steps_per_execution > 1` Keras calls the callback once per execution, so
-"steps" are executions.
+"steps" are executions. With an optimizer's `gradient_accumulation_steps=k`, weight
+readings are taken on the steps that apply an update (one in k).
 
 Backends: on TensorFlow a small model's weights are read back whole and reduced on
 the host, and its probe pass is one traced forward and backward pass whose outputs
@@ -608,6 +609,9 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
                     self.monitor.monitor_error("setup", exc)
                 else:
                     raise
+        if self.monitor is not None:
+            with self.monitor.guard("updates"):
+                self._align_to_updates()
         # The first step's interval runs from here, so the setup and the first step's
         # readings (which trace the probe) count in the Doctor's share.
         self._last_end = time.perf_counter()
@@ -635,6 +639,24 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
                 self._unbuilt = True
         # Its first step may retrace the user's train function: not a plain step.
         self._edge = True
+
+    def _align_to_updates(self) -> None:
+        """With gradient accumulation (`gradient_accumulation_steps=k`) the optimizer
+        changes the weights on one step in k: weight readings move onto those steps
+        (a reading in between would see no update and read as a far too low rate)."""
+        optimizer = getattr(self.model, "optimizer", None)
+        k = int(getattr(optimizer, "gradient_accumulation_steps", None) or 1)
+        if k < 2:
+            return
+        # The raw step counter (`iterations` is the count of updates when accumulating).
+        counter = getattr(optimizer, "_iterations", None)
+        done = int(np.asarray(keras.ops.convert_to_numpy(counter))) if counter is not None \
+            else int(np.asarray(keras.ops.convert_to_numpy(optimizer.iterations))) * k
+        # The optimizer updates on the step after which its counter is a multiple of k.
+        first = self._step + (k - 1 - done % k)
+        self._reading_plan.align(k, first)
+        self._note("updates", f"gradient accumulation over {k} steps: weight and update "
+                   f"readings are taken on the steps that apply an update (from step {first})")
 
     def _probe_due(self, at: int) -> bool:
         """Whether a probe is due `at` steps into the current fit."""

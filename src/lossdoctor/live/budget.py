@@ -135,12 +135,27 @@ class ReadingPlan:
         self.period = schedule.every  # steps between readings after the dense start
         self.origin = 0
         self._next = schedule.dense_steps
+        self._apply_every, self._first_apply = 1, 0  # see `align`
+        self._owed = False  # a reading fell due on a step without an update
+
+    def align(self, apply_every: int, first_apply: int) -> None:
+        """The optimizer updates the weights only on every `apply_every`-th step from
+        step `first_apply` on (gradient accumulation). A reading that falls due on a
+        step in between is taken on the next update step instead: the weights do not
+        move in between, so a reading there would see an update of zero."""
+        self._apply_every, self._first_apply = max(apply_every, 1), first_apply
+        self._owed = False
 
     def due(self, step: int) -> bool:
         at = step - self.origin
         if at < self.schedule.dense_steps:
-            return at % self.schedule.dense_every == 0
-        return step >= self._next
+            scheduled = at % self.schedule.dense_every == 0
+        else:
+            scheduled = step >= self._next
+        if self._apply_every == 1:
+            return scheduled
+        self._owed = self._owed or scheduled
+        return self._owed and (step - self._first_apply) % self._apply_every == 0
 
     def next_due(self, step: int) -> int:
         """The first step from `step` on at which a reading is due."""
@@ -156,10 +171,12 @@ class ReadingPlan:
         """A later stage of training begins at `step`: a dense start again from there."""
         self.origin = step
         self._next = step + self.schedule.dense_steps
+        self._owed = False
 
     def taken(self, step: int) -> None:
         """A reading was taken at `step`: after the dense start, the next is one
         budget period on."""
+        self._owed = False
         if step - self.origin >= self.schedule.dense_steps:
             self.period = self.budget.period()
             self._next = step + self.period
