@@ -646,7 +646,7 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         (a reading in between would see no update and read as a far too low rate)."""
         optimizer = getattr(self.model, "optimizer", None)
         k = int(getattr(optimizer, "gradient_accumulation_steps", None) or 1)
-        if k < 2:
+        if optimizer is None or k < 2:
             return
         # The raw step counter (`iterations` is the count of updates when accumulating).
         counter = getattr(optimizer, "_iterations", None)
