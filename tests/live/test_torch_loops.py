@@ -3,7 +3,8 @@
 compiled graph, so activations are skipped with a note and training goes on),
 gradient accumulation that logs every micro-batch (a note that the steps do not line
 up), bf16 autocast with a GradScaler (no note: the counts agree), layers unfrozen into
-the optimizer mid-run, and a model wrapped in (Distributed)DataParallel."""
+the optimizer mid-run, a model wrapped in (Distributed)DataParallel, and an embedding
+with sparse gradients."""
 
 from __future__ import annotations
 
@@ -213,3 +214,39 @@ def test_quasi_newton_steps_are_not_judged_by_the_first_order_ratio(tmp_path: Pa
     assert "update-ratio-high" not in diagnose(run).codes()
     as_sgd = replace(run, meta={**run.meta, "hparams": {"optimizer": "SGD"}})
     assert "update-ratio-high" in diagnose(as_sgd).codes()
+
+
+def test_sparse_embedding_gradients_are_read(tmp_path: Path):
+    # `Embedding(sparse=True)` gives a sparse gradient: norms and histograms of it
+    # failed ("linalg_vector_norm ... SparseCPU"), two monitor errors and no gradient
+    # signals for the layer. Now they are read from its coalesced values.
+    torch.manual_seed(0)
+
+    class Bag(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb = torch.nn.Embedding(100, 16, sparse=True)
+            self.head = torch.nn.Linear(16, 4)
+
+        def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+            return self.head(self.emb(tokens).mean(1))
+
+    model = Bag()
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)  # SGD takes sparse gradients
+    token_class = torch.randint(0, 4, (100,))
+    with Doctor(model, opt, tmp_path / "run", verbose=False, histogram_every=20) as doc:
+        for step in range(60):
+            tokens = torch.randint(0, 100, (32, 6))
+            labels = token_class[tokens].mode(1).values
+            loss = torch.nn.functional.cross_entropy(model(tokens), labels)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            doc.log(loss=loss)
+            if step % 20 == 19:
+                doc.log_epoch()
+    assert "monitor-error" not in doc.report().codes()
+    run = read_run_dir(tmp_path / "run")
+    grads = run.get("layer/emb/grad_norm")
+    assert grads is not None and len(grads) >= 10 and (grads.values > 0).all()
+    assert "layer/emb/grad_hist" in run.histograms

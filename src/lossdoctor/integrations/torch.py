@@ -92,6 +92,16 @@ def _joined(scalars: list[torch.Tensor], vectors: list[torch.Tensor]) -> torch.T
     return torch.cat([flat, *vectors]) if vectors else flat
 
 
+def _gradient_values(p: torch.Tensor) -> torch.Tensor:
+    """`p`'s gradient as a dense tensor of its values: a sparse one (an
+    `Embedding(sparse=True)`) by its coalesced values, which have the same norm and
+    histogram as the rows it touched; a zero scalar when `p` has none."""
+    g = p.grad
+    if g is None:
+        return torch.zeros((), device=p.device)
+    return g.coalesce().values() if g.is_sparse else g
+
+
 def _first_tensor(out: Any) -> torch.Tensor | None:
     if isinstance(out, torch.Tensor):
         return out
@@ -604,7 +614,7 @@ class Doctor:
         for p, j in zip(self._params, self._param_layer, strict=True):
             per_layer[j].append(p.detach().reshape(-1))
             if p.grad is not None:
-                grads_of[j].append(p.grad.detach().reshape(-1))
+                grads_of[j].append(_gradient_values(p).detach().reshape(-1))
         parts: list[torch.Tensor] = []
         tags: list[str] = []
         with torch.no_grad():
@@ -653,8 +663,7 @@ class Doctor:
             # parameter costs about a microsecond each, per reading, on the host.
             with torch.no_grad():
                 weights = self._params
-                grads = [p.grad if p.grad is not None else torch.zeros((), device=p.device)
-                         for p in weights]
+                grads = [_gradient_values(p) for p in weights]
                 # Gradient and weight norms in one fused call.
                 self._norms = list(torch._foreach_norm(grads + weights))
                 self._before = self._snapshot_of(weights)
