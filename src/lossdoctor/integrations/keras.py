@@ -15,7 +15,8 @@ What a callback can see, and so what is recorded:
 - on sampled steps (see `Schedule`): per layer `weight_norm`, `update_norm`,
   `update_ratio` (weights copied at the step's start, compared at its end);
 - with `probe=(x, y)`, on sampled steps: `grad_norm` per layer (the compiled loss on
-  the first `probe_size` probe samples, float32) and per layer output `act_mean`,
+  the first `probe_size` probe samples, float32; with several outputs, each output's
+  loss times its loss weight, as Keras sums them) and per layer output `act_mean`,
   `act_std`, `dead_fraction`, `saturated_fraction`, `nan_count` (functional and
   Sequential models; a subclassed model gets gradients only). The kind of unit comes
   from the layer (an activation layer, `activation=`, a `Lambda` of a named
@@ -76,7 +77,7 @@ import numpy as np
 from lossdoctor.checks._data import first_batches
 from lossdoctor.diagnosis import Diagnosis
 from lossdoctor.findings import Finding
-from lossdoctor.integrations.keras_losses import matched_ranks
+from lossdoctor.integrations.keras_losses import model_loss
 from lossdoctor.live.at_exit import close_at_exit
 from lossdoctor.live.budget import OverheadBudget, ReadingPlan
 from lossdoctor.live.monitor import HISTOGRAM_BINS, LiveMonitor, StopTraining
@@ -262,17 +263,19 @@ def _probe_values(act_model: keras.Model | None, n: int) -> int:
     return total
 
 
-def _loss_function(spec: Any) -> Callable[[Any, Any], Any] | None:
-    """The per-sample loss of a compiled loss spec (a name, a `keras.losses.Loss` or a
-    function; as `keras_checks.resolve_loss`, which imports TensorFlow); None when the
-    model has none or several."""
-    if spec is None or isinstance(spec, list | tuple | dict):
-        return None
-    if isinstance(spec, str):
-        return matched_ranks(keras.losses.get(spec))
-    if isinstance(spec, keras.losses.Loss):
-        return matched_ranks(spec.call)  # unreduced, per sample
-    return matched_ranks(spec) if callable(spec) else None
+def _compiled_loss(model: keras.Model) -> Callable[[Any, Any], Any] | None:
+    """`keras_losses.model_loss` of `model` as compiled: its loss and loss weights, the
+    keys of its outputs (a functional model's dict keys or output layer names)."""
+    try:
+        weights = model.get_compile_config().get("loss_weights")
+    except Exception:  # not compiled through `compile`: no weights to apply
+        weights = None
+    try:
+        output = model.output
+        keys = sorted(output) if isinstance(output, dict) else list(model.output_names)
+    except (AttributeError, ValueError):  # a subclassed model: known when called
+        keys = None
+    return model_loss(getattr(model, "loss", None), weights, keys)
 
 
 def _probe_stats(fn: Callable[..., Any], *args: Any) -> np.ndarray:
@@ -542,10 +545,10 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         output (functional models), BatchNorm input shifts, and histograms when asked."""
         model = self.model
         assert self.probe is not None
-        loss_fn = _loss_function(getattr(model, "loss", None))
+        loss_fn = _compiled_loss(model)
         if loss_fn is None:
-            self._note("gradients, activations", "the model has no compiled loss, or "
-                       "several: probe signals skipped")
+            self._note("gradients, activations", "the model has no compiled loss: "
+                       "probe signals skipped")
             return
         act_model, bn_layers = self._probe_model()
         if act_model is None:

@@ -136,9 +136,10 @@ def histogram_row(tensors: Sequence[Any]) -> Any:
 
 
 def _split(outs: Any, n_act: int, n_bn: int) -> tuple[Any, list[Any], list[Any]]:
-    """A probe model's outputs as (prediction, probed outputs, BatchNorm inputs)."""
+    """A probe model's outputs as (the model's outputs, probed outputs, BatchNorm
+    inputs)."""
     outs = list(outs) if isinstance(outs, list | tuple) else [outs]
-    return outs[-1], outs[:n_act], outs[n_act:n_act + n_bn]
+    return outs[n_act + n_bn:], outs[:n_act], outs[n_act:n_act + n_bn]
 
 
 def _jax_forward_and_gradients(model: keras.Model, act_model: keras.Model | None, n_act: int,
@@ -235,7 +236,8 @@ def forward_and_gradients(model: keras.Model, act_model: keras.Model | None, n_a
     about 4 ms for the forward and backward pass alone). The undecided outputs made by
     an activation take its kind in `told` (`keras_jax_kinds`); the others are told by
     their values there."""
-    xt, yt = keras.tree.map_structure(_model_input, x), ops.convert_to_tensor(y)
+    xt = keras.tree.map_structure(_model_input, x)
+    yt = keras.tree.map_structure(ops.convert_to_tensor, y)
     if undecided and told is not None and act_model is not None:
         told.update(_jax_kinds(model, act_model, xt, n_act, n_bn, undecided))
     compiled = _jax_compiled(model, lambda: _jax_forward_and_gradients(
@@ -337,7 +339,7 @@ class Probe:
         self._vars, self._var_layer, self._n_layers = list(variables), var_layer, n_layers
         # Tensors once: an array argument would be converted on every call.
         self._x = keras.tree.map_structure(_model_input, x)
-        self._y = ops.convert_to_tensor(y)
+        self._y = keras.tree.map_structure(ops.convert_to_tensor, y)
         if _jax_backend() and undecided and act_model is not None:  # before compiling
             told = _jax_kinds(model, act_model, self._x, len(kinds), len(bn_layers),
                               undecided)

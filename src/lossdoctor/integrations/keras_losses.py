@@ -3,7 +3,7 @@ pre-flight checks that compute a model's loss outside `fit`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import keras
@@ -30,3 +30,73 @@ def matched_ranks(fn: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
         return fn(y_true, y_pred)
 
     return per_sample
+
+
+def per_sample_loss(spec: Any) -> Callable[[Any, Any], Any] | None:
+    """The per-sample loss of one compiled loss spec (a name, a `keras.losses.Loss` or a
+    function; as `keras_checks.resolve_loss`, which imports TensorFlow); None for none."""
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        return matched_ranks(keras.losses.get(spec))
+    if isinstance(spec, keras.losses.Loss):
+        return matched_ranks(spec.call)  # unreduced, per sample
+    return matched_ranks(spec) if callable(spec) else None
+
+
+def _pick(spec: Any, index: int, key: str | None, n: int) -> Any:
+    """The part of a per-output spec (losses, loss weights or targets) for the output
+    at `index` (named `key`) of `n`: by key from a dict, by position from a list of
+    `n`, the spec itself otherwise (one loss or weight for every output)."""
+    if isinstance(spec, dict):
+        return spec.get(key) if key is not None else None
+    if isinstance(spec, list | tuple):
+        if len(spec) != n:
+            raise ValueError(f"{len(spec)} entries for {n} outputs")
+        return spec[index]
+    return spec
+
+
+def model_loss(loss: Any, loss_weights: Any, output_keys: Sequence[str] | None
+               ) -> Callable[[Any, Any], Any] | None:
+    """The compiled loss of a model as `fn(y, outputs)` -> a scalar, for the probes.
+
+    As Keras weighs it: each output's loss averaged over the samples, times its loss
+    weight, summed. `outputs` are the model's outputs: one tensor, or a structure,
+    taken flat as `keras.tree.flatten` lays it out (a dict by sorted key). `y` holds
+    the targets as given to `fit`: one array, a list in the outputs' order, or a dict by
+    output key. `loss` and `loss_weights` are the `compile` arguments: one for every
+    output, a list in the outputs' order, or a dict by output key. `output_keys` gives
+    each flat output's key (a dict output's key, else its layer's name); None when not
+    known, and then a dict output's own keys are used. Calling the model's own compiled
+    loss instead would update its per-output loss metrics.
+
+    None when the model has no loss; `fn` raises when no output has one."""
+    if loss is None:
+        return None
+
+    def fn(y: Any, outputs: Any) -> Any:
+        flat = keras.tree.flatten(outputs)
+        n = len(flat)
+        keys: Sequence[str | None] = (sorted(outputs) if isinstance(outputs, dict)
+                                      else output_keys or [])
+        if len(keys) != n:
+            keys = [None] * n
+        if n == 1 and not isinstance(y, dict | list | tuple):
+            y = [y]
+        total: Any = None
+        for i, (key, y_pred) in enumerate(zip(keys, flat, strict=True)):
+            per_sample = per_sample_loss(_pick(loss, i, key, n))
+            if per_sample is None:  # an output trained without a loss
+                continue
+            value = keras.ops.mean(keras.ops.cast(per_sample(_pick(y, i, key, n), y_pred),
+                                                  "float32"))
+            weight = None if loss_weights is None else _pick(loss_weights, i, key, n)
+            if weight is not None:
+                value = value * float(weight)
+            total = value if total is None else total + value
+        if total is None:
+            raise ValueError("no output of the model has a loss")
+        return total
+
+    return fn

@@ -226,7 +226,8 @@ def forward_and_gradients(model: keras.Model, act_model: keras.Model | None, n_a
             if act_model is not None:
                 outs = act_model(x, training=False)
                 outs = list(outs) if isinstance(outs, list | tuple) else [outs]
-                y_pred, acts, bn_inputs = outs[-1], outs[:n_act], outs[n_act:n_act + n_bn]
+                y_pred, acts = outs[n_act + n_bn:], outs[:n_act]
+                bn_inputs = outs[n_act:n_act + n_bn]
             else:
                 y_pred, acts, bn_inputs = model(x, training=False), [], []
             loss = tf.reduce_mean(tf.cast(loss_fn(y, y_pred), tf.float32))
@@ -236,7 +237,7 @@ def forward_and_gradients(model: keras.Model, act_model: keras.Model | None, n_a
             told.update(traced_kinds(acts, undecided))
         return list(acts), list(bn_inputs), [tf.convert_to_tensor(g) for g in grads]
 
-    xt, yt = model_input(x), tf.convert_to_tensor(y)  # converted once
+    xt, yt = model_input(x), tf.nest.map_structure(tf.convert_to_tensor, y)  # once
 
     def raw() -> tuple[Arrays, Arrays, Arrays]:
         acts, bn_inputs, grads = raw_fn(xt, yt)
@@ -283,7 +284,7 @@ class Probe:
                 if act_model is not None:
                     outs = act_model(x, training=False)
                     outs = list(outs) if isinstance(outs, list | tuple) else [outs]
-                    y_pred, acts = outs[-1], outs[:n_act]
+                    y_pred, acts = outs[n_act + n_bn:], outs[:n_act]
                     bn_inputs = outs[n_act:n_act + n_bn]
                 else:
                     y_pred, acts, bn_inputs = model(x, training=False), [], []
@@ -326,7 +327,7 @@ class Probe:
 
         self._fn = probe_fn
         # Tensors once: a numpy argument would be converted on every call.
-        self._x, self._y = model_input(x), tf.convert_to_tensor(y)
+        self._x, self._y = model_input(x), tf.nest.map_structure(tf.convert_to_tensor, y)
         self._true, self._false = tf.constant(True), tf.constant(False)
 
     def __call__(self, with_histograms: bool) -> tf.Tensor:
