@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -131,3 +132,39 @@ def test_a_second_fit_with_the_same_callback_goes_on_in_the_same_run(tmp_path: P
     assert {44, 49, 54, 59, 64} <= set(weights.tolist())
     assert len(list((tmp_path / "run").glob("events.out.tfevents.*"))) == 2
     assert any("resumed at step 44" in w for w in run.warnings)
+
+
+class LossRecordingNet(DigitsNet):
+    """DigitsNet that keeps each training batch's own loss."""
+
+    def __init__(self, lr: float) -> None:
+        super().__init__(lr)
+        self.batch_losses: list[float] = []
+
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        self.batch_losses.append(float(loss.detach()))
+        return loss
+
+
+def test_accumulated_batches_are_logged_once_per_optimizer_step(tmp_path: Path):
+    # With accumulate_grad_batches=4 Lightning hands on_train_batch_end each batch's
+    # loss divided by 4. Before, all of those were logged: a loss curve 4 times too low,
+    # 4 log() calls per optimizer step, and a note telling the user to call log() once
+    # per step, which a Lightning user cannot do.
+    torch.manual_seed(0)
+    module = LossRecordingNet(lr=0.1)
+    callback = DoctorCallback(tmp_path / "run", verbose=False)
+    trainer = pl.Trainer(max_epochs=2, callbacks=[callback], logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, accelerator="cpu", devices=1,
+                         accumulate_grad_batches=4)
+    train, val = loaders()
+    trainer.fit(module, train, val)
+    run = read_run_dir(tmp_path / "run")
+    losses = run.series["train/loss_step"]
+    assert len(losses) == trainer.global_step == 2 * 6  # 22 batches: 5 steps of 4, 1 of 2
+    per_epoch = module.batch_losses[:22]
+    expected = [sum(per_epoch[i:i + 4]) / len(per_epoch[i:i + 4]) for i in range(0, 22, 4)]
+    assert losses.values[:6] == pytest.approx(expected, rel=1e-5)
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["notes"] == []

@@ -266,10 +266,10 @@ def _probe_values(act_model: keras.Model | None, n: int) -> int:
 def _compiled_loss(model: keras.Model) -> Callable[[Any, Any], Any] | None:
     """`keras_losses.model_loss` of `model` as compiled: its loss and loss weights, the
     keys of its outputs (a functional model's dict keys or output layer names)."""
-    try:
-        weights = model.get_compile_config().get("loss_weights")
-    except Exception:  # not compiled through `compile`: no weights to apply
-        weights = None
+    # The `compile` arguments as given (`get_compile_config()` would serialize them,
+    # which imports TensorFlow on any backend).
+    config = getattr(getattr(model, "_compile_config", None), "config", None)
+    weights = config.get("loss_weights") if isinstance(config, dict) else None
     try:
         output = model.output
         keys = sorted(output) if isinstance(output, dict) else list(model.output_names)

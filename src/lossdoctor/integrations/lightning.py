@@ -3,9 +3,10 @@
     trainer = Trainer(callbacks=[lossdoctor.lightning.DoctorCallback("runs/c")])
 
 It wraps `lossdoctor.torch.Doctor`: the LightningModule is the model, the trainer's
-first optimizer is watched, each training step's loss is logged without a host sync,
-and once per epoch the metrics Lightning collected (`val_loss`, `val_acc`, ...) are
-logged under the roles lossdoctor knows.
+first optimizer is watched, each optimizer step's loss is logged without a host sync
+(with `accumulate_grad_batches=k`, the mean of its k batches' losses, undoing
+Lightning's division by k), and once per epoch the metrics Lightning collected
+(`val_loss`, `val_acc`, ...) are logged under the roles lossdoctor knows.
 """
 
 from __future__ import annotations
@@ -63,8 +64,11 @@ class DoctorCallback(pl.Callback):
         self.run_dir = run_dir
         self.doctor_options = doctor_options
         self.doctor: Doctor | None = None
+        self._pending: list[torch.Tensor | float] = []  # losses since the last step
+        self._steps_seen = 0  # trainer.global_step at the last log
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        self._pending, self._steps_seen = [], trainer.global_step
         optimizers = trainer.optimizers
         if not optimizers:
             return  # manual optimization without configure_optimizers: nothing to watch
@@ -79,8 +83,20 @@ class DoctorCallback(pl.Callback):
         if self.doctor is None:
             return
         loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+        if isinstance(loss, torch.Tensor | float):
+            k = trainer.accumulate_grad_batches
+            # With accumulation Lightning hands on the loss divided by k (what it
+            # backpropagates): the batch's own loss is k times that.
+            self._pending.append(loss * k if k > 1 and pl_module.automatic_optimization
+                                 else loss)
+        if trainer.global_step == self._steps_seen:
+            return  # accumulating: one log per optimizer step, as the Doctor counts
+        self._steps_seen = trainer.global_step
+        pending, self._pending = self._pending, []
+        mean = None if not pending else pending[0] if len(pending) == 1 else \
+            torch.stack([torch.as_tensor(v) for v in pending]).mean()
         try:
-            self.doctor.log(loss=loss if isinstance(loss, torch.Tensor | float) else None)
+            self.doctor.log(loss=mean)
         except StopTraining:
             trainer.should_stop = True
 
