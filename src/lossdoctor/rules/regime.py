@@ -228,10 +228,15 @@ def assess_regime(run: Run) -> RegimeVerdict:
             ),
             evidence,
         )
+    where = f"epoch {epoch}" if epoch is not None else f"step {step}"
+    title = f"Training loss has stayed near {t_trend.end:.4g} since {where}"
+    if v_trend is not None:
+        # Without validation the catalog's title ("training and validation") is wrong.
+        title += f", and validation loss near {v_trend.end:.4g}"
     return RegimeVerdict(
         "plateau",
         make_finding(
-            "plateau", step=step, epoch=epoch, evidence=evidence,
+            "plateau", step=step, epoch=epoch, evidence=evidence, title=title,
             fixes=fixes_with_lr(run, "plateau", evidence),
         ),
         evidence,
