@@ -93,8 +93,11 @@ class DoctorCallback(pl.Callback):
             return  # accumulating: one log per optimizer step, as the Doctor counts
         self._steps_seen = trainer.global_step
         pending, self._pending = self._pending, []
-        mean = None if not pending else pending[0] if len(pending) == 1 else \
-            torch.stack([torch.as_tensor(v) for v in pending]).mean()
+        mean: torch.Tensor | float | None = None
+        if len(pending) == 1:
+            mean = pending[0]
+        elif pending:  # stays on the device: no sync
+            mean = torch.stack([torch.as_tensor(v) for v in pending]).mean()
         try:
             self.doctor.log(loss=mean)
         except StopTraining:
