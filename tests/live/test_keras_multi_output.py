@@ -126,6 +126,17 @@ def test_the_probe_reads_the_weighted_loss_of_every_output(tmp_path: Path, varia
     _check(_run(variant, tmp_path / "run"))
 
 
+def test_a_probe_without_an_outputs_targets_is_one_clear_monitor_error(tmp_path: Path):
+    x, _ = dk.digits()
+    model, y = _compiled("dict")
+    doctor = Doctor(tmp_path / "run", probe=(x[:64], {"d": y["d"][:64]}), verbose=False)
+    history = model.fit(x, y, batch_size=dk.BATCH, epochs=2, verbose=0, callbacks=[doctor])
+    assert len(history.history["loss"]) == 2  # training went on
+    [error] = [f for f in doctor.report().findings if f.code == "monitor-error"]
+    assert "no targets for output p" in error.evidence["error"]
+    assert read_run_dir(tmp_path / "run").get("layer/trunk/update_ratio") is not None
+
+
 def _sides(backend: str) -> tuple[str, ...]:
     # Keras' torch backend always reduces on the device (`keras._on_host`).
     return ("device",) if backend == "torch" else dk.SIDES

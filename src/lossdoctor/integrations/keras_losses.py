@@ -89,8 +89,10 @@ def model_loss(loss: Any, loss_weights: Any, output_keys: Sequence[str] | None
             per_sample = per_sample_loss(_pick(loss, i, key, n))
             if per_sample is None:  # an output trained without a loss
                 continue
-            value = keras.ops.mean(keras.ops.cast(per_sample(_pick(y, i, key, n), y_pred),
-                                                  "float32"))
+            y_true = _pick(y, i, key, n)
+            if y_true is None:
+                raise ValueError(f"no targets for output {key or i}, which has a loss")
+            value = keras.ops.mean(keras.ops.cast(per_sample(y_true, y_pred), "float32"))
             weight = None if loss_weights is None else _pick(loss_weights, i, key, n)
             if weight is not None:
                 value = value * float(weight)
