@@ -57,7 +57,9 @@ def check(
 
     model: a Keras model (compiled or not) or a torch.nn.Module.
     x, y: arrays/tensors, or x = a dataset/loader of (x, y) batches and y = None
-        (the first `samples` samples are used).
+        (the first `samples` samples are used). For a Keras model with several
+        outputs, y is a list or dict (by output key) of arrays, and each output with
+        a loss is checked on its own (its findings say which).
     loss: overrides the compiled loss (Keras) / the loss to use (PyTorch:
         an nn.Module loss or a function(output, target)).
     optimizer: read for its regularization settings (PyTorch weight_decay); the

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -112,3 +112,27 @@ class CheckReport:
 
     def __str__(self) -> str:
         return self.render()
+
+
+def merged_by_output(framework: str, model: str, whole: CheckReport | None,
+                     per_output: list[tuple[str, CheckReport]]) -> CheckReport:
+    """One report for a model with several outputs: `whole` holds the checks of the
+    model as a whole (its inputs, its initialization), `per_output` each output's own
+    checks, whose findings and passed checks are labelled with the output's key."""
+    samples = (whole or per_output[0][1]).samples
+    out = CheckReport(framework, model, samples)
+    parts = ([("", whole)] if whole is not None else []) + per_output
+    for key, report in parts:
+        label = f" ({key})" if key else ""
+        for f in report.findings:
+            if key:
+                evidence = {**f.evidence, "output": key}
+                if "check" in evidence:  # a skipped or failed check: which output's
+                    evidence["check"] = f"{evidence['check']}{label}"
+                f = replace(f, title=f"Output '{key}': {f.title}", evidence=evidence)
+            out.findings.append(f)
+        out.passed += [name + label for name in report.passed]
+        out.notes += [n for n in report.notes if n not in out.notes]
+        out.seconds.update({name + label: t for name, t in report.seconds.items()})
+    out.sort()
+    return out

@@ -77,7 +77,7 @@ import numpy as np
 from lossdoctor.checks._data import first_batches
 from lossdoctor.diagnosis import Diagnosis
 from lossdoctor.findings import Finding
-from lossdoctor.integrations.keras_losses import model_loss
+from lossdoctor.integrations.keras_losses import model_loss, output_keys
 from lossdoctor.live.at_exit import close_at_exit
 from lossdoctor.live.budget import OverheadBudget, ReadingPlan
 from lossdoctor.live.monitor import HISTOGRAM_BINS, LiveMonitor, StopTraining
@@ -270,12 +270,7 @@ def _compiled_loss(model: keras.Model) -> Callable[[Any, Any], Any] | None:
     # which imports TensorFlow on any backend).
     config = getattr(getattr(model, "_compile_config", None), "config", None)
     weights = config.get("loss_weights") if isinstance(config, dict) else None
-    try:
-        output = model.output
-        keys = sorted(output) if isinstance(output, dict) else list(model.output_names)
-    except (AttributeError, ValueError):  # a subclassed model: known when called
-        keys = None
-    return model_loss(getattr(model, "loss", None), weights, keys)
+    return model_loss(getattr(model, "loss", None), weights, output_keys(model))
 
 
 def _probe_stats(fn: Callable[..., Any], *args: Any) -> np.ndarray:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import keras
@@ -20,11 +21,11 @@ from keras import ops
 
 from lossdoctor.checks._data import take_sample
 from lossdoctor.checks._probe import CheckSkipped, LossInfo, RegularizationProbe, TrainTrace
-from lossdoctor.checks._report import CheckReport
-from lossdoctor.checks._run import CheckOptions, run_checks
+from lossdoctor.checks._report import CheckReport, merged_by_output
+from lossdoctor.checks._run import CHECK_NAMES, CheckOptions, run_checks
 from lossdoctor.checks.lr_range import LRRangeResult, Smoother, lr_sequence, suggest
 from lossdoctor.integrations import keras_autodiff
-from lossdoctor.integrations.keras_losses import matched_ranks
+from lossdoctor.integrations.keras_losses import for_output, matched_ranks, output_keys
 
 LossFn = Callable[[Any, Any], Any]
 
@@ -45,7 +46,10 @@ def resolve_loss(spec: Any) -> tuple[LossFn, LossInfo] | None:
     if spec is None:
         return None
     if isinstance(spec, list | tuple | dict):
-        raise CheckSkipped("models with several outputs/losses are not supported yet")
+        losses = list(spec.values()) if isinstance(spec, dict) else list(spec)
+        if len(losses) != 1:  # several outputs are checked one by one (`check`)
+            raise CheckSkipped(f"{len(losses)} losses given for a model with one output")
+        spec = losses[0]
     from_logits = False
     if isinstance(spec, str):
         fn: LossFn = keras.losses.get(spec)
@@ -366,6 +370,59 @@ def check(model: keras.Model, x: Any, y: Any, *, loss: Any, optimizer: Any, x_va
     if regularizer is not None:
         raise ValueError("regularizer= is for PyTorch; in Keras declare regularizers on "
                          "the layers (kernel_regularizer=...) or call add_loss")
+    spec = loss if loss is not None else getattr(model, "loss", None)
+    keys = output_keys(model)
+    if keys is not None and len(keys) > 1:
+        return _check_each_output(model, keys, spec, x, y, x_val, options)
+    if keys is None and isinstance(spec, list | tuple | dict):
+        raise ValueError("a subclassed model with a loss per output cannot be checked "
+                         "output by output; check a functional model of the same layers")
+    return _check_one(model, x, y, loss, x_val, options)
+
+
+# Checks of the model as a whole, run once for a model with several outputs.
+WHOLE_MODEL_CHECKS = ("inputs", "initialization")
+
+
+def _check_each_output(model: keras.Model, keys: list[str], spec: Any, x: Any, y: Any,
+                       x_val: Any, options: CheckOptions) -> CheckReport:
+    """A model with several outputs: every check on each output that has a loss, as
+    the model from the inputs to that output with that loss; the inputs and the
+    initialization once."""
+    n = len(keys)
+    if y is None or not isinstance(y, list | tuple | dict):
+        raise ValueError(f"the model has {n} outputs ({', '.join(keys)}): pass x and y "
+                         "arrays, y a list or dict with the targets of each output")
+    if spec is None:
+        raise ValueError("the model has no compiled loss; pass loss=... (a list or dict "
+                         "for its outputs)")
+    chosen = options.checks if options.checks is not None else CHECK_NAMES
+    heads: list[tuple[str, keras.Model, Any, Any]] = []
+    for i, key in enumerate(keys):
+        head_loss = for_output(spec, i, key, n)
+        if head_loss is None:
+            continue  # an output trained without a loss: nothing to check against
+        targets = for_output(y, i, key, n)
+        if targets is None:
+            raise ValueError(f"y has no targets for output {key!r}, which has a loss")
+        # `model.input`: the inputs in the structure the model takes them.
+        head = keras.Model(model.input, model.outputs[i], name=f"{model.name}_{key}")
+        heads.append((key, head, head_loss, targets))
+    if not heads:
+        raise ValueError("no output of the model has a loss")
+    whole_checks = tuple(c for c in chosen if c in WHOLE_MODEL_CHECKS)
+    output_checks = tuple(c for c in chosen if c not in WHOLE_MODEL_CHECKS)
+    _, first, first_loss, first_targets = heads[0]
+    whole = _check_one(first, x, first_targets, first_loss, x_val,
+                       replace(options, checks=whole_checks)) if whole_checks else None
+    per_output = [(key, _check_one(head, x, targets, head_loss, None,
+                                   replace(options, checks=output_checks)))
+                  for key, head, head_loss, targets in heads] if output_checks else []
+    return merged_by_output("keras", model.name, whole, per_output)
+
+
+def _check_one(model: keras.Model, x: Any, y: Any, loss: Any, x_val: Any,
+               options: CheckOptions) -> CheckReport:
     rng = np.random.default_rng(options.seed)
     xs, _, _ = take_sample(x, y, min(options.samples, 8), rng)
     try:
@@ -398,6 +455,10 @@ def lr_range_test(
 ) -> LRRangeResult:
     """Train a clone while the LR grows from start_lr to end_lr. The optimizer used is
     a fresh one built from `optimizer` (or the compiled one's config; Adam if none)."""
+    keys = output_keys(model)
+    if keys is not None and len(keys) > 1:
+        raise ValueError(f"lr_range_test takes a model with one output; this one has "
+                         f"{len(keys)} ({', '.join(keys)})")
     rng = np.random.default_rng(seed)
     xs, ys, _ = take_sample(x, y, samples, rng)
     probe = KerasProbe(model, loss, xs)

@@ -44,7 +44,7 @@ def per_sample_loss(spec: Any) -> Callable[[Any, Any], Any] | None:
     return matched_ranks(spec) if callable(spec) else None
 
 
-def _pick(spec: Any, index: int, key: str | None, n: int) -> Any:
+def for_output(spec: Any, index: int, key: str | None, n: int) -> Any:
     """The part of a per-output spec (losses, loss weights or targets) for the output
     at `index` (named `key`) of `n`: by key from a dict, by position from a list of
     `n`, the spec itself otherwise (one loss or weight for every output)."""
@@ -55,6 +55,17 @@ def _pick(spec: Any, index: int, key: str | None, n: int) -> Any:
             raise ValueError(f"{len(spec)} entries for {n} outputs")
         return spec[index]
     return spec
+
+
+def output_keys(model: keras.Model) -> list[str] | None:
+    """Each of a functional model's flat outputs' keys: a dict output's key (its outputs
+    lie in sorted key order), else its layer's name; None for a model whose outputs are
+    known only when called (subclassed)."""
+    try:
+        output = model.output
+        return sorted(output) if isinstance(output, dict) else list(model.output_names)
+    except (AttributeError, ValueError):
+        return None
 
 
 def model_loss(loss: Any, loss_weights: Any, output_keys: Sequence[str] | None
@@ -86,14 +97,14 @@ def model_loss(loss: Any, loss_weights: Any, output_keys: Sequence[str] | None
             y = [y]
         total: Any = None
         for i, (key, y_pred) in enumerate(zip(keys, flat, strict=True)):
-            per_sample = per_sample_loss(_pick(loss, i, key, n))
+            per_sample = per_sample_loss(for_output(loss, i, key, n))
             if per_sample is None:  # an output trained without a loss
                 continue
-            y_true = _pick(y, i, key, n)
+            y_true = for_output(y, i, key, n)
             if y_true is None:
                 raise ValueError(f"no targets for output {key or i}, which has a loss")
             value = keras.ops.mean(keras.ops.cast(per_sample(y_true, y_pred), "float32"))
-            weight = None if loss_weights is None else _pick(loss_weights, i, key, n)
+            weight = None if loss_weights is None else for_output(loss_weights, i, key, n)
             if weight is not None:
                 value = value * float(weight)
             total = value if total is None else total + value
