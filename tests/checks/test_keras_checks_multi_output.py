@@ -2,7 +2,8 @@
 odd/even head on one trunk). Before, such a model was refused ("x and y must have the
 same number of samples, but got 600 and 2"). Now every check runs on each output that
 has a loss, as the model from the inputs to that output, and the inputs and the
-initialization once; a finding names its output."""
+initialization once; a finding names its output. A model with several inputs gets one
+clear error instead of a confusing one."""
 
 from __future__ import annotations
 
@@ -75,3 +76,16 @@ def test_targets_that_do_not_match_the_outputs_are_refused_clearly(digits) -> No
         lossdoctor.check(model, x, {"d": y})
     with pytest.raises(ValueError, match="one output"):
         lossdoctor.lr_range_test(model, x, {"d": y, "p": y % 2})
+
+
+def test_a_model_with_several_inputs_is_refused_in_one_clear_line(digits) -> None:  # type: ignore[no-untyped-def]
+    # Before: "len() of unsized object" for dict inputs, "x and y must have the same
+    # number of samples, but got 2 and 600" for a list.
+    x, y, _ = digits
+    left, right = keras.Input((32,), name="left"), keras.Input((32,), name="right")
+    joined = keras.layers.Concatenate()([left, right])
+    model = keras.Model({"left": left, "right": right}, keras.layers.Dense(10)(joined))
+    model.compile("adam", XENT(from_logits=True))
+    for inputs in ({"left": x[:, :32], "right": x[:, 32:]}, [x[:, :32], x[:, 32:]]):
+        with pytest.raises(ValueError, match=r"one input; this one takes several \(left, right\)"):
+            lossdoctor.check(model, inputs, y)

@@ -370,6 +370,11 @@ def check(model: keras.Model, x: Any, y: Any, *, loss: Any, optimizer: Any, x_va
     if regularizer is not None:
         raise ValueError("regularizer= is for PyTorch; in Keras declare regularizers on "
                          "the layers (kernel_regularizer=...) or call add_loss")
+    inputs = getattr(model, "inputs", None) or []
+    if len(inputs) > 1 or isinstance(x, dict):
+        names = ", ".join(t.name for t in inputs) if len(inputs) > 1 else ", ".join(x)
+        raise ValueError(f"the checks take a model with one input; this one takes "
+                         f"several ({names})")
     spec = loss if loss is not None else getattr(model, "loss", None)
     keys = output_keys(model)
     if keys is not None and len(keys) > 1:
