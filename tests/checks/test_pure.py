@@ -209,3 +209,20 @@ def test_runner_isolates_a_failing_check() -> None:
     text = str(report)
     assert "monitor-error" in text and "skipped: regularization" in text
     assert '"monitor-error"' in report.to_json()
+
+
+def test_several_target_arrays_are_refused_as_one_clear_line() -> None:
+    # A model with several outputs takes y as a tuple or dict of arrays; before, the
+    # sampler said "x and y must have the same number of samples, but got 50 and 2".
+    from lossdoctor.checks._data import take_sample
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 4))
+    digits, parity = rng.integers(0, 10, 50), rng.integers(0, 2, 50).astype(float)
+    for y in ((digits, parity), [digits, parity], {"digit": digits, "parity": parity}):
+        with pytest.raises(ValueError, match="y holds 2 target arrays"):
+            take_sample(x, y, 16, rng)
+    # One target per sample in a list (labels, or one-hot rows) is one target array.
+    for y in (list(digits), [np.eye(10)[d] for d in digits]):
+        xs, ys, _ = take_sample(x, y, 16, rng)
+        assert len(xs) == len(ys) == 16

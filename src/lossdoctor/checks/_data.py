@@ -52,6 +52,17 @@ def first_batches(batches: Iterable[Any], n: int,
     return xs, ys
 
 
+def _one_target_array(y: Any, samples: int) -> None:
+    """Raise when `y` is several target arrays (a dict of them, or a short list of
+    arrays as long as x), as a model with several outputs takes, not one per sample."""
+    parts = list(y.values()) if isinstance(y, Mapping) else \
+        list(y) if isinstance(y, list | tuple) and len(y) != samples else []
+    if parts and all(getattr(p, "ndim", 0) >= 1 and len(p) == samples for p in parts):
+        raise ValueError(f"y holds {len(parts)} target arrays, as for a model with several "
+                         "outputs: these checks take one; check each output on its own "
+                         "(a model returning that output, with its loss)")
+
+
 def take_sample(
     x: Any, y: Any, n: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -66,7 +77,9 @@ def take_sample(
         xa = np.concatenate([to_numpy(b) for b in xs])[:n]
         ya = np.concatenate([to_numpy(b) for b in ys])[:n]
         return xa, ya, xa
-    xa, ya = to_numpy(x), to_numpy(y)
+    xa = to_numpy(x)
+    _one_target_array(y, len(xa))
+    ya = to_numpy(y)
     if len(xa) != len(ya):
         raise ValueError(f"x and y must have the same number of samples, but got "
                          f"{len(xa)} and {len(ya)}")
