@@ -87,5 +87,5 @@ def test_a_model_with_several_inputs_is_refused_in_one_clear_line(digits) -> Non
     model = keras.Model({"left": left, "right": right}, keras.layers.Dense(10)(joined))
     model.compile("adam", XENT(from_logits=True))
     for inputs in ({"left": x[:, :32], "right": x[:, 32:]}, [x[:, :32], x[:, 32:]]):
-        with pytest.raises(ValueError, match=r"one input; this one takes several \(left, right\)"):
+        with pytest.raises(ValueError, match=r"this model takes 2 \(left, right\)"):
             lossdoctor.check(model, inputs, y)

@@ -372,9 +372,9 @@ def check(model: keras.Model, x: Any, y: Any, *, loss: Any, optimizer: Any, x_va
                          "the layers (kernel_regularizer=...) or call add_loss")
     inputs = getattr(model, "inputs", None) or []
     if len(inputs) > 1 or isinstance(x, dict):
-        names = ", ".join(t.name for t in inputs) if len(inputs) > 1 else ", ".join(x)
-        raise ValueError(f"the checks take a model with one input; this one takes "
-                         f"several ({names})")
+        names = [t.name for t in inputs] if len(inputs) > 1 else list(x)
+        raise ValueError(f"the checks take one input array; this model takes "
+                         f"{len(names)} ({', '.join(names)})")
     spec = loss if loss is not None else getattr(model, "loss", None)
     keys = output_keys(model)
     if keys is not None and len(keys) > 1:
