@@ -47,8 +47,10 @@ nan-origin: on sampled steps, and at once after a non-finite loss, the first lay
 whose probe output is non-finite, else the deepest layer with a non-finite gradient.
 Every signal is guarded: a failure is one `monitor-error` finding and training goes
 on. With `steps_per_execution > 1` Keras calls the callback once per execution, so
-"steps" are executions. With an optimizer's `gradient_accumulation_steps=k`, weight
-readings are taken on the steps that apply an update (one in k).
+"steps" are executions; their losses are the execution's mean and their update norms
+the execution's update divided by the updates it holds (run.json notes it). With an
+optimizer's `gradient_accumulation_steps=k`, weight readings are taken on the steps
+that apply an update (one in k).
 
 Backends: on TensorFlow a small model's weights are read back whole and reduced on
 the host, and its probe pass is one traced forward and backward pass whose outputs
@@ -369,7 +371,9 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         self.monitor: LiveMonitor | None = None
         self._step = 0
         self._epoch = 0
-        self._batch_in_epoch = 0
+        self._batch_in_epoch = 0  # batches of this epoch before the current call
+        self._call_start: int | None = None  # Keras' first batch index of this call
+        self._accumulation = 1  # batches per optimizer update (gradient accumulation)
         self._prev_mean: float | None = None
         self._epoch_loss_sum = 0.0
         self._epoch_loss_n = 0
@@ -609,7 +613,7 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
                     raise
         if self.monitor is not None:
             with self.monitor.guard("updates"):
-                self._align_to_updates()
+                self._match_steps_to_updates()
         # The first step's interval runs from here, so the setup and the first step's
         # readings (which trace the probe) count in the Doctor's share.
         self._last_end = time.perf_counter()
@@ -638,12 +642,24 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         # Its first step may retrace the user's train function: not a plain step.
         self._edge = True
 
-    def _align_to_updates(self) -> None:
-        """With gradient accumulation (`gradient_accumulation_steps=k`) the optimizer
-        changes the weights on one step in k: weight readings move onto those steps
-        (a reading in between would see no update and read as a far too low rate)."""
+    def _match_steps_to_updates(self) -> None:
+        """Where a step of the series is not one batch and one update.
+        `steps_per_execution=e`: Keras calls callbacks once per e batches, so a step is
+        an execution, and its update norm is divided by the updates it holds. Gradient
+        accumulation over k batches (`gradient_accumulation_steps=k`): the optimizer
+        updates on one batch in k, so weight readings wait for those batches (one in
+        between would see no update and read as a far too low rate); with executions
+        too, an execution of b batches holds b // k updates."""
         optimizer = getattr(self.model, "optimizer", None)
         k = int(getattr(optimizer, "gradient_accumulation_steps", None) or 1)
+        self._accumulation = max(k, 1)
+        executions = getattr(self.model, "steps_per_execution", 1)
+        if isinstance(executions, int) and executions > 1:
+            self._note("steps", f"steps_per_execution={executions}: Keras calls callbacks "
+                       f"once per {executions} batches, so a step here is one execution; "
+                       "update norms are per update (an execution's update divided by "
+                       "the updates it holds)")
+            return  # readings span whole executions
         if optimizer is None or k < 2:
             return
         # The raw step counter (`iterations` is the count of updates when accumulating).
@@ -666,6 +682,7 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         if self.monitor is None:
             return
         start = time.perf_counter()
+        self._call_start = batch if isinstance(batch, int) else None
         step = self._step
         at = step - self._reading_plan.origin  # steps into this fit
         if self._weights is not None and self._snapped != step \
@@ -693,7 +710,7 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
             return
         start = time.perf_counter()
         try:
-            self._end_batch(mon, logs)
+            self._end_batch(mon, logs, self._batches_in_call(batch))
         finally:
             now = time.perf_counter()
             if self._last_end is not None:  # the Doctor's time against the step's
@@ -705,7 +722,22 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         if mon.should_stop:
             self._maybe_stop()
 
-    def _end_batch(self, mon: LiveMonitor, logs: Mapping[str, Any] | None) -> None:
+    def _batches_in_call(self, end: int) -> int:
+        """Batches this pair of batch hooks spans: with `steps_per_execution=k` Keras
+        calls them once per execution, with its first batch's index and the first's
+        plus k - 1, also for a last execution of fewer than k batches (then the
+        epoch's batch count, `params["steps"]`, tells); 1 where the indices say
+        nothing."""
+        begin = self._call_start
+        if not isinstance(end, int) or begin is None or end < begin:
+            return 1
+        steps = (self.params or {}).get("steps")
+        if isinstance(steps, int) and begin < steps:
+            end = min(end, steps - 1)
+        return end - begin + 1
+
+    def _end_batch(self, mon: LiveMonitor, logs: Mapping[str, Any] | None,
+                   batches: int) -> None:
         step = self._step
         if self._unbuilt and self.model.built:
             with mon.guard("setup"):
@@ -720,9 +752,11 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
             key = self._loss_key
             mean = float(logs[key]) if key and logs and key in logs else None
             if mean is not None:
-                k = self._batch_in_epoch
+                # The logs hold the epoch's running mean: this call's batches' mean is
+                # what the new ones added to it.
+                k, n = self._batch_in_epoch, batches
                 prev = self._prev_mean
-                loss = mean if k == 0 or prev is None else (k + 1) * mean - k * prev
+                loss = mean if k == 0 or prev is None else ((k + n) * mean - k * prev) / n
                 self._prev_mean = mean
                 self._losses.append((step, loss))
                 self._epoch_loss_n += 1
@@ -733,9 +767,9 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         except Exception as exc:
             mon.monitor_error("loss", exc)
         if self._snapped == step:
-            self._read_weights(step)
+            self._read_weights(step, batches)
             self._record_lr(step)  # at readings only: reading a variable costs ~0.5 ms
-        self._batch_in_epoch += 1
+        self._batch_in_epoch += batches
         self._step = step + 1
         if self._writes.due():
             self._writes.run(self._flush)
@@ -767,10 +801,12 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
             if not mon.has_live_finding("nan-origin"):
                 self._run_probe(step)  # locate it on the weights as they are now
 
-    def _read_weights(self, step: int) -> None:
+    def _read_weights(self, step: int, batches: int = 1) -> None:
         """Weight and update norms of sampled step `step` (its pre-step weights are
         held); the snapshot for step + 1 in the same call when that step is sampled
-        (a new epoch drops it: epoch-end callbacks may change the weights)."""
+        (a new epoch drops it: epoch-end callbacks may change the weights). A step of
+        several `batches` (one execution of `steps_per_execution`) holds several
+        updates: its update norms are divided by their number, the mean per update."""
         mon = self.monitor
         assert mon is not None and self._weights is not None
         self._snapped = None
@@ -781,6 +817,9 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
             nxt = step + 1
             snap = self._reading_plan.due(nxt)
             row = self._weights.read(snapshot_next=snap)
+            updates = batches // self._accumulation
+            if updates > 1:
+                row = np.concatenate([row[:len(self._vars)], row[len(self._vars):] / updates])
             if snap:
                 self._snapped = nxt
             self._rows.append((step, row))
