@@ -487,9 +487,12 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
                     self._vars.append(v)
                     self._var_layer.append(len(self._param_layers))
                 self._param_layers.append(layer.name)
-            layers_meta.append({"name": layer.name, "type": type(layer).__name__,
-                                "kind": kind or type(layer).__name__.lower(),
-                                "params": int(sum(int(np.prod(v.shape)) for v in own))})
+            entry = {"name": layer.name, "type": type(layer).__name__,
+                     "kind": kind or type(layer).__name__.lower(),
+                     "params": int(sum(int(np.prod(v.shape)) for v in own))}
+            if own:  # the weights' own precision (a mixed policy keeps them float32)
+                entry["dtype"] = str(keras.backend.standardize_dtype(own[0].dtype))
+            layers_meta.append(entry)
         meta = self.monitor.store.meta
         meta["layers"] = layers_meta
         meta["model"]["params"] = int(model.count_params())

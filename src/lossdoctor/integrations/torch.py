@@ -433,8 +433,11 @@ class Doctor:
                     self._bn_of[len(self._hooked)] = len(self._bns)
                     self._bns.append((name, module))
                 self._hooked.append((name, module, kind))
-            layers_meta.append({"name": name, "type": cls, "kind": kind or cls.lower(),
-                                "params": sum(p.numel() for p in own)})
+            entry = {"name": name, "type": cls, "kind": kind or cls.lower(),
+                     "params": sum(p.numel() for p in own)}
+            if own:  # the weights' own precision (autocast keeps them float32)
+                entry["dtype"] = str(own[0].dtype).removeprefix("torch.")
+            layers_meta.append(entry)
         return layers_meta
 
     def _settle_order(self) -> None:

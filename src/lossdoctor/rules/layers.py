@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -175,6 +176,53 @@ def _optimizer(run: Run) -> str:
     return str(name).lower() if name else ""
 
 
+# Weights stored in these dtypes resolve a change of about 2^-bits of their value
+# (bits of significand): a smaller update rounds back to the same weight.
+LOW_PRECISION_BITS = {"bfloat16": 8, "float16": 11}
+
+
+def _weight_dtype(run: Run, layer: str) -> str | None:
+    layers = run.meta.get("layers")
+    for entry in layers if isinstance(layers, list) else []:
+        if isinstance(entry, Mapping) and entry.get("name") == layer:
+            dtype = entry.get("dtype")
+            return str(dtype) if dtype else None
+    return None
+
+
+def _rounded_away(run: Run, finding: Finding) -> Finding:
+    """update-ratio-low on a layer whose weights are bfloat16/float16: the updates may
+    be rounded away by the weights' precision rather than be too small to matter."""
+    dtype = _weight_dtype(run, finding.layer or "")
+    bits = LOW_PRECISION_BITS.get(dtype or "")
+    if bits is None:
+        return finding
+    value = float(finding.evidence.get("median_update_ratio", math.nan))
+    shown = _shown(run, finding.layer or "")
+    moved = "do not move at all" if value == 0 else f"move by only {value:.2g} a step"
+    return replace(
+        finding,
+        title=f"The {dtype} weights of layer {shown} {moved}: updates below their "
+              "precision are rounded away",
+        evidence={**finding.evidence, "weight_dtype": str(dtype), "significand_bits": bits},
+        explanation=f"The layer's weights are stored in {dtype}, whose {bits}-bit "
+        f"significand resolves a change of about 1/{2 ** bits} of a weight. An update "
+        "smaller than half of that rounds back to the weight it was added to, so small "
+        "steps are lost however long training runs. The learning rate may be fine: "
+        "the storage format cannot hold the steps it asks for.",
+        fixes=(
+            "Keep the weights in float32 and compute in low precision: torch.autocast "
+            "around the forward pass in PyTorch, a 'mixed_bfloat16' or 'mixed_float16' "
+            "dtype policy in Keras, instead of casting the model itself.",
+            "If the weights must stay in low precision, use an optimizer that keeps "
+            "float32 master copies of them, or one with stochastic or compensated "
+            "(Kahan) rounding.",
+            "Raise the learning rate only after that: a larger step that now survives "
+            "rounding can be too large for the float32 model.",
+        ),
+    )
+
+
 def update_ratio(run: Run) -> list[Finding]:
     """update-ratio-high / -low: |update| / |weights| per layer, far from ~1e-3 (not
     judged for quasi-Newton optimizers, see SECOND_ORDER_OPTIMIZERS)."""
@@ -201,10 +249,11 @@ def update_ratio(run: Run) -> list[Finding]:
                   threshold=RATIO_HIGH,
                   title="Updates of layer {layer} are {value:.2g} of its weights per step "
                   "(healthy: about 1e-3)") + \
-        _worst(run, low, "update-ratio-low", highest=False, signal="update_ratio",
-               threshold=RATIO_LOW,
-               title="Updates of layer {layer} are only {value:.2g} of its weights per step "
-               "(healthy: about 1e-3)")
+        [_rounded_away(run, f) for f in _worst(
+            run, low, "update-ratio-low", highest=False, signal="update_ratio",
+            threshold=RATIO_LOW,
+            title="Updates of layer {layer} are only {value:.2g} of its weights per step "
+            "(healthy: about 1e-3)")]
 
 
 def _weighted_layers(run: Run) -> list[tuple[str, dict[str, Series]]]:
