@@ -45,6 +45,18 @@ def mlp(act: type[torch.nn.Module] = torch.nn.ReLU, depth: int = 3, width: int =
     return torch.nn.Sequential(*layers).to(DEVICE)
 
 
+def step_and_log(doc: Doctor, optimizer: torch.optim.Optimizer, loss: torch.Tensor,
+                 step: int, epoch_every: int) -> None:
+    """One plain training step on `loss`, logged, and an epoch end every `epoch_every`
+    steps (for loops over made-up data, which have no epochs of their own)."""
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    doc.log(loss=loss)
+    if step % epoch_every == epoch_every - 1:
+        doc.log_epoch()
+
+
 def train(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
           epochs: int = 2, before_step: Callable[[int], None] | None = None,
           **doctor: Any) -> Doctor:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tests.live import digits_torch as dt
 
 from lossdoctor.rules.layers import update_ratio
 from lossdoctor.run import Run, Series
@@ -37,12 +38,7 @@ def _train(run_dir: Path, bf16_weights: bool) -> Doctor:
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=not bf16_weights):
                 out = model(x.to(torch.bfloat16) if bf16_weights else x)
             loss = torch.nn.functional.cross_entropy(out.float(), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            doc.log(loss=loss)
-            if step % 50 == 49:
-                doc.log_epoch()
+            dt.step_and_log(doc, opt, loss, step, epoch_every=50)
     return doc
 
 

@@ -239,12 +239,7 @@ def test_sparse_embedding_gradients_are_read(tmp_path: Path):
             tokens = torch.randint(0, 100, (32, 6))
             labels = token_class[tokens].mode(1).values
             loss = torch.nn.functional.cross_entropy(model(tokens), labels)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            doc.log(loss=loss)
-            if step % 20 == 19:
-                doc.log_epoch()
+            dt.step_and_log(doc, opt, loss, step, epoch_every=20)
     assert "monitor-error" not in doc.report().codes()
     run = read_run_dir(tmp_path / "run")
     grads = run.get("layer/emb/grad_norm")
