@@ -144,6 +144,8 @@ def _row_width(norms: int, lay: _Layout) -> int:
 # Layers whose weight has one row per output unit (feature or channel): a unit whose row
 # and bias get exactly zero gradient from a whole batch is inactive on all of it.
 UNIT_LAYERS = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
+# Weights stored in these lose updates below their precision (`Doctor._rounding_counts`).
+LOW_PRECISION = (torch.bfloat16, torch.float16)
 
 
 def _zero_grad_units(parts: list[torch.Tensor], layer_ids: torch.Tensor) -> torch.Tensor:
@@ -703,6 +705,43 @@ class Doctor:
             self._unit_ids[key] = ids
         self._zeros = (_zero_grad_units(parts, ids), key[0])
 
+    def _read_rounding(self, step: int, changes: list[torch.Tensor]) -> None:
+        """For weights stored in bfloat16/float16: per layer, the share of the weights
+        with a gradient that the step left exactly as they were (`rounded_fraction`):
+        an update below a weight's precision rounds back to it. `changes`: each
+        weight's before - after. Other dtypes cost one look at each weight's dtype."""
+        params = self._params
+        low = [i for i, p in enumerate(params) if p.dtype in LOW_PRECISION]
+        if not low:
+            return
+        kept, moved, layers = [], [], []
+        for i in low:
+            g = params[i].grad
+            if g is None or g.is_sparse:
+                continue
+            has_grad = g != 0
+            kept.append(torch.count_nonzero(has_grad & (changes[i] == 0)))
+            moved.append(torch.count_nonzero(has_grad))
+            layers.append(self._param_layer[i])
+        if not kept:
+            return
+
+        def finish(host: np.ndarray) -> None:
+            n = len(layers)
+            share: dict[int, list[float]] = {}
+            for j, k, m in zip(layers, host[:n], host[n:], strict=True):
+                share.setdefault(j, [0.0, 0.0])
+                share[j][0] += float(k)
+                share[j][1] += float(m)
+            for j, (k, m) in share.items():
+                if m > 0:
+                    self.monitor.store.add_scalars(
+                        f"layer/{self._param_layers[j]}/rounded_fraction", [step],
+                        np.array([k / m]))
+
+        counts = torch.stack([*kept, *moved]).double()
+        self._transfers.append((_Transfer(counts), finish))
+
     def _snapshot_of(self, weights: list[torch.Tensor]) -> list[torch.Tensor]:
         """The weights copied into buffers kept between readings: allocating and
         freeing a model-sized copy each time costs page faults, in the step that
@@ -787,6 +826,7 @@ class Doctor:
                         flat = _joined([t.to(dev) for t in scalars],
                                        [t.to(dev) for t in vectors])
                     self._rows.append((step, flat, _Layout(acts, bns, counted)))
+                    self._read_rounding(step, before)
         except Exception as exc:
             self.monitor.monitor_error("updates", exc)
         finally:

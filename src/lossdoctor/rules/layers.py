@@ -190,6 +190,34 @@ def _weight_dtype(run: Run, layer: str) -> str | None:
     return None
 
 
+# A layer whose readings (median of the last ones) left at least this share of its
+# weights with a gradient unchanged loses most of its training to rounding.
+ROUNDED_SHARE = 0.5
+
+
+def _rounding(run: Run) -> Finding | None:
+    """update-ratio-low from `rounded_fraction` (PyTorch, bfloat16/float16 weights):
+    the layer whose steps left the largest share of its weights with a gradient
+    exactly as they were, when that is ROUNDED_SHARE or more. Its update/weight ratio
+    may look healthy: the weights that do move carry it."""
+    hits = []
+    for layer, signals in layer_signals(run).items():
+        series = signals.get("rounded_fraction")
+        if series is None:
+            continue
+        tail = _tail_median(series)
+        if tail is not None and tail[0] >= ROUNDED_SHARE:
+            hits.append((layer, tail[0], series, tail[1]))
+    if not hits:
+        return None
+    [found] = _worst(run, hits, "update-ratio-low", highest=True, signal="rounded_fraction",
+                     threshold=ROUNDED_SHARE, title="")
+    share = found.evidence["median_rounded_fraction"]
+    return _rounded_away(run, replace(found, title=(
+        f"{float(share):.0%} of the weights of layer {_shown(run, found.layer or '')} "
+        "with a gradient keep their value after a step")))
+
+
 def _rounded_away(run: Run, finding: Finding) -> Finding:
     """update-ratio-low on a layer whose weights are bfloat16/float16: the updates may
     be rounded away by the weights' precision rather than be too small to matter."""
@@ -197,13 +225,19 @@ def _rounded_away(run: Run, finding: Finding) -> Finding:
     bits = LOW_PRECISION_BITS.get(dtype or "")
     if bits is None:
         return finding
-    value = float(finding.evidence.get("median_update_ratio", math.nan))
     shown = _shown(run, finding.layer or "")
-    moved = "do not move at all" if value == 0 else f"move by only {value:.2g} a step"
+    if "median_rounded_fraction" in finding.evidence:
+        share = float(finding.evidence["median_rounded_fraction"])
+        title = (f"{share:.0%} of the updates to the {dtype} weights of layer {shown} "
+                 "are rounded away: they are below the weights' precision")
+    else:
+        value = float(finding.evidence.get("median_update_ratio", math.nan))
+        moved = "do not move at all" if value == 0 else f"move by only {value:.2g} a step"
+        title = (f"The {dtype} weights of layer {shown} {moved}: updates below their "
+                 "precision are rounded away")
     return replace(
         finding,
-        title=f"The {dtype} weights of layer {shown} {moved}: updates below their "
-              "precision are rounded away",
+        title=title,
         evidence={**finding.evidence, "weight_dtype": str(dtype), "significand_bits": bits},
         explanation=f"The layer's weights are stored in {dtype}, whose {bits}-bit "
         f"significand resolves a change of about 1/{2 ** bits} of a weight. An update "
@@ -245,15 +279,16 @@ def update_ratio(run: Run) -> list[Finding]:
         # graph); other rules say that.
         if tail is not None and tail[0] < RATIO_LOW and (grad_tail is None or grad_tail[0] > 0):
             low.append((layer, tail[0], series, tail[1]))
+    rounding = _rounding(run)
     return _worst(run, high, "update-ratio-high", highest=True, signal="update_ratio",
                   threshold=RATIO_HIGH,
                   title="Updates of layer {layer} are {value:.2g} of its weights per step "
                   "(healthy: about 1e-3)") + \
-        [_rounded_away(run, f) for f in _worst(
+        ([rounding] if rounding is not None else [_rounded_away(run, f) for f in _worst(
             run, low, "update-ratio-low", highest=False, signal="update_ratio",
             threshold=RATIO_LOW,
             title="Updates of layer {layer} are only {value:.2g} of its weights per step "
-            "(healthy: about 1e-3)")]
+            "(healthy: about 1e-3)")])
 
 
 def _weighted_layers(run: Run) -> list[tuple[str, dict[str, Series]]]:
