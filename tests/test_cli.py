@@ -84,6 +84,10 @@ BAD_INPUTS = {
     "corrupt.tfevents": (b"\x18\x00\x00\x00\x00\x00\x00\x00" + b"\xff" * 40, "not a"),
     "noloss.csv": (b"epoch,accuracy,f1\n0,0.5,0.4\n1,0.6,0.5\n", "no loss series"),
     "allnan.csv": (b"epoch,loss\n0,\n1,\n2,\n", "loss"),
+    # A CSV log of a run that stopped before its first row: it was "not a training log".
+    "header-only.csv": (b"epoch,loss,val_loss\n",
+                        "a table header (epoch, loss, val_loss) and no rows yet"),
+    "words.txt": (b"hello world\n", "not a training log"),
 }
 
 

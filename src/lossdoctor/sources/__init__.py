@@ -232,6 +232,19 @@ def _tensorboard_run_dirs(root: Path) -> Iterator[tuple[Path, list[Path]]]:
         yield here, [here / f for f in sorted(filenames) if not f.startswith(".")]
 
 
+def _not_a_log(path: Path) -> str:
+    """Why a file that no reader takes is not read, in words."""
+    from lossdoctor.sources.tabular import header_only
+
+    if path.stat().st_size == 0:
+        return "empty file"
+    columns = header_only(_head(path))
+    if columns is not None:
+        return (f"a table header ({', '.join(columns)}) and no rows yet: nothing to "
+                "diagnose until the run writes its first values")
+    return "not a training log (expected a TensorBoard event file, a CSV log or JSON Lines)"
+
+
 def load(path: str | Path, options: Options | None = None) -> list[Loaded]:
     """Every run under `path` (a file or a folder, or "-" for a log piped into standard
     input), each read or with its error."""
@@ -248,13 +261,7 @@ def load(path: str | Path, options: Options | None = None) -> list[Loaded]:
         except OSError as exc:
             return [Loaded(source, error=InputError(source, _describe(exc)))]
         if kind is None:
-            problem = (
-                "empty file"
-                if root.stat().st_size == 0
-                else "not a training log (expected a TensorBoard event file, a CSV log "
-                "or JSON Lines)"
-            )
-            return [Loaded(source, error=InputError(source, problem))]
+            return [Loaded(source, error=InputError(source, _not_a_log(root)))]
         # A single file is named as the user gave it: `metrics.csv` alone says little.
         return _named(_safely(source, lambda: _read_file(root, kind, options), options), source)
     if not root.is_dir():

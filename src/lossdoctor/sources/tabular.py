@@ -132,6 +132,19 @@ def looks_like_table(head: bytes) -> bool:
     return False
 
 
+def header_only(head: bytes) -> list[str] | None:
+    """The column names of a table that has its header and no rows yet (a CSV log of a
+    run that ended before its first row was written); None for anything else."""
+    text = _decode_head(head)
+    if text is None or not text.endswith("\n") or looks_like_jsonl(head):
+        return None
+    lines = [ln for ln in text.split("\n") if ln.strip()]
+    found = _find_header(lines) if len(lines) == 1 else None
+    if found is None or not all(_NAME.match(name) for name in found[2]):
+        return None
+    return found[2]
+
+
 def has_loss(run: Run) -> bool:
     """True when the run has a training-loss series with at least one point."""
     series = run.series.get(TRAIN_LOSS)
