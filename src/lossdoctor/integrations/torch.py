@@ -144,7 +144,7 @@ def _row_width(norms: int, lay: _Layout) -> int:
 # Layers whose weight has one row per output unit (feature or channel): a unit whose row
 # and bias get exactly zero gradient from a whole batch is inactive on all of it.
 UNIT_LAYERS = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
-# Weights stored in these lose updates below their precision (`Doctor._rounding_counts`).
+# Weights stored in these lose updates below their precision (`Doctor._read_rounding`).
 LOW_PRECISION = (torch.bfloat16, torch.float16)
 
 
