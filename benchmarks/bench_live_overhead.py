@@ -7,6 +7,8 @@ probe) against none (goal <= 1.03).
         [--every-step]   (either framework: every signal on every step)
         [--keras-epochs 20] [--keras-batch 32] [--keras-width 1]
         [--keras-arm doctor|none|batch-callback] [--keras-backend tensorflow|jax|torch]
+        [--keras-probe 64]   (probe samples; 0: the Doctor as constructed by default,
+                              with no probe: weights, updates and the loss only)
 
 PyTorch: two instances of the model, one watched, trained epoch by epoch in turns
 (A B, B A, ...) in one process, so both see the same machine; which instance is
@@ -141,7 +143,8 @@ def time_inside(callback: Any) -> list[float]:
 
 
 def keras_trial(with_doctor: bool, epochs: int, run_dir: Path, batch: int = 32,
-                width: int = 1, arm: str = "doctor", every_step: bool = False
+                width: int = 1, arm: str = "doctor", every_step: bool = False,
+                probe: int = 64
                 ) -> tuple[float, float, float, float, float | None, float | None]:
     """(whole fit, steady state after the dense start) in seconds of wall time, then the same
     in the process's CPU time (less sensitive to other jobs on a shared machine), the
@@ -192,7 +195,8 @@ def keras_trial(with_doctor: bool, epochs: int, run_dir: Path, batch: int = 32,
         options: dict[str, Any] = (
             {"every": 1, "dense_every": 1, "probe_every": 1, "histogram_every": 1,
              "max_overhead": None} if every_step else {})
-        callbacks = [Doctor(run_dir, probe=(x[:64], y[:64]), verbose=False, **options)]
+        samples = (x[:probe], y[:probe]) if probe else None
+        callbacks = [Doctor(run_dir, probe=samples, verbose=False, **options)]
         inside = time_inside(callbacks[0])
     elif with_doctor and arm == "batch-callback":
         callbacks = [BatchCallback()]
@@ -216,7 +220,7 @@ def report(label: str, steps: int, base: list[float], live: list[float]) -> None
 
 
 def bench_keras(repeats: int, epochs: int, batch: int = 32, width: int = 1,
-                arm: str = "doctor", every_step: bool = False) -> None:
+                arm: str = "doctor", every_step: bool = False, probe: int = 64) -> None:
     import keras
 
     backend = keras.backend.backend()
@@ -227,17 +231,18 @@ def bench_keras(repeats: int, epochs: int, batch: int = 32, width: int = 1,
         tf.config.threading.set_inter_op_parallelism_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         keras_trial(False, 3, Path(tmp) / "warm0", batch, width)  # imports, first traces
-        keras_trial(True, 3, Path(tmp) / "warm1", batch, width)
+        keras_trial(True, 3, Path(tmp) / "warm1", batch, width, probe=probe)
         base, live = [], []
         for r in range(repeats):  # A B, B A, ...: neither arm always goes first
             for with_doctor in ((False, True) if r % 2 == 0 else (True, False)):
                 (live if with_doctor else base).append(keras_trial(
                     with_doctor, epochs, Path(tmp) / f"{with_doctor}{r}", batch, width,
-                    arm, every_step))
+                    arm, every_step, probe))
     per_epoch = -(-1797 // batch)
     print(f"keras ({backend}) CNN (width x{width}, batch {batch}), digits, {epochs} epochs x "
           f"{per_epoch} steps, {repeats} repeats (AB BA ...), second arm: {arm}"
-          f"{', every signal every step' if every_step else ''}")
+          f"{', every signal every step' if every_step else ''}, "
+          f"{f'a {probe}-sample probe' if probe else 'no probe (the default Doctor)'}")
     report("whole fit: ", epochs * per_epoch, [b[0] for b in base], [v[0] for v in live])
     steady = epochs - -(-DENSE_STEPS // per_epoch)
     report(f"steady (last {steady} epochs): ", steady * per_epoch, [b[1] for b in base],
@@ -285,11 +290,13 @@ def main() -> None:
                         help="every signal on every step instead of the default sampling")
     parser.add_argument("--keras-backend", choices=("tensorflow", "jax", "torch"),
                         default="tensorflow", help="Keras' backend for --framework keras")
+    parser.add_argument("--keras-probe", type=int, default=64,
+                        help="Keras: probe samples; 0: no probe, as `Doctor(run_dir)`")
     args = parser.parse_args()
     os.environ["KERAS_BACKEND"] = args.keras_backend  # read by Keras at its import
     if args.framework in ("keras", "both"):
         bench_keras(args.repeats, args.keras_epochs, args.keras_batch, args.keras_width,
-                    args.keras_arm, args.every_step)
+                    args.keras_arm, args.every_step, args.keras_probe)
     if args.framework in ("torch", "both"):
         if args.same_model:
             bench_same_model(args.repeats, 2 * args.epochs, args.control, args.never_read)
