@@ -16,6 +16,8 @@ SUPERSEDES: dict[str, frozenset[str]] = {
     "softmax-overflow": frozenset({"plateau", "lr-too-high", "lr-too-low", "barely-learning"}),
     "constant-loss": frozenset({"plateau", "lr-too-high", "lr-too-low", "barely-learning"}),
     "nan-loss": frozenset({"lr-too-high", "barely-learning"}),
+    # Steps that make no update flatten the curve; the learning rate is not why.
+    "skipped-steps": frozenset({"plateau", "lr-too-low", "barely-learning"}),
     # Spikes everywhere are what divergence looks like per step; one finding says it.
     "diverging": frozenset({"loss-spike", "barely-learning"}),
     # Both advise a lower learning rate; the specific diagnosis says why.

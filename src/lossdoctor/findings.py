@@ -254,6 +254,30 @@ CATALOG: dict[str, CatalogEntry] = {
             ],
         ),
         _entry(
+            "skipped-steps", "numerics", W,
+            "Optimizer steps were skipped: their gradients were not finite",
+            "A step whose gradients hold Inf or NaN is dropped without an update. A "
+            "mixed-precision loss scaler (torch.amp.GradScaler, Keras' "
+            "LossScaleOptimizer) drops a step when the scaled gradients overflow float16 "
+            "and halves its scale; a few drops at the start, while the scale comes down, "
+            "and a rare one when it tries a larger scale are expected. Many drops leave "
+            "the model barely trained: the gradients overflow float16 even at a small "
+            "scale (an activation or gradient beyond 65504), the scaler is set to grow its "
+            "scale too often, or the loop's own guard drops steps whose loss or gradients "
+            "went bad.",
+            [
+                "Find where the overflow starts: run a few hundred steps in float32 with "
+                "the Doctor attached and look for exploding-gradients or nan-origin.",
+                "Keep the scaler's growth settings at their defaults (growth_factor 2, "
+                "growth_interval 2000); a very large init_scale only adds drops at the "
+                "start.",
+                "Use bfloat16 autocast where the hardware has it: it has float32's range "
+                "and needs no loss scaling.",
+                "Lower the learning rate, and compute softmax, logs and the loss in "
+                "float32 (cast custom ops with .float()).",
+            ],
+        ),
+        _entry(
             "constant-loss", "numerics", C,
             "The loss does not change at all",
             "The weights are not changing, or the output does not depend on them: the "

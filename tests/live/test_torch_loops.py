@@ -2,7 +2,9 @@
 (`torch.compile(model)` and `model.compile()`; forward hooks would change the
 compiled graph, so activations are skipped with a note and training goes on),
 gradient accumulation that logs every micro-batch (a note that the steps do not line
-up), bf16 autocast with a GradScaler (no note: the counts agree), layers unfrozen into
+up), bf16 autocast with a GradScaler (no note: the counts agree), fp16 autocast whose
+GradScaler skips steps (counted as steps without an update; `skipped-steps` when it
+keeps skipping), layers unfrozen into
 the optimizer mid-run, a model wrapped in (Distributed)DataParallel, and an embedding
 with sparse gradients."""
 
@@ -16,6 +18,7 @@ import pytest
 import torch
 from tests.live import digits_torch as dt
 
+from lossdoctor.diagnosis import diagnose
 from lossdoctor.sources.rundir import read_run_dir
 from lossdoctor.torch import Doctor
 
@@ -122,6 +125,74 @@ def test_autocast_with_a_grad_scaler_is_read_without_notes(tmp_path: Path):
     run = read_run_dir(tmp_path / "run")
     acts = run.get("layer/1/act_mean")
     assert acts is not None and len(acts) >= 3
+
+
+def train_fp16_with_a_scaler(run_dir: Path, scaler: torch.amp.GradScaler,
+                             epochs: int = EPOCHS) -> tuple[Doctor, list[int]]:
+    """The loop of PyTorch's AMP recipe (zero_grad first, then the scaled backward,
+    `scaler.step`, `scaler.update`), logged once per iteration; returns the Doctor
+    and the iterations whose optimizer step the scaler skipped."""
+    torch.manual_seed(0)
+    model = dt.mlp().to(dt.DEVICE)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    x, y = dt.digits()
+    skipped, step = [], 0
+    with Doctor(model, opt, run_dir, verbose=False) as doc:
+        for _ in range(epochs):
+            for i in range(0, len(x) - dt.BATCH + 1, dt.BATCH):
+                with torch.autocast(dt.DEVICE.type, dtype=torch.float16):
+                    loss = torch.nn.functional.cross_entropy(
+                        model(x[i:i + dt.BATCH]), y[i:i + dt.BATCH])
+                opt.zero_grad()
+                scaler.scale(loss).backward()
+                scale = scaler.get_scale()
+                scaler.step(opt)
+                scaler.update()
+                if scaler.get_scale() < scale:
+                    skipped.append(step)
+                doc.log(loss=loss)
+                step += 1
+            doc.log_epoch()
+    return doc, skipped
+
+
+def test_steps_a_grad_scaler_skips_are_steps_without_an_update(tmp_path: Path):
+    # A scale started at 2**40 overflows float16 until it has been halved enough.
+    doc, skipped = train_fp16_with_a_scaler(
+        tmp_path / "run", torch.amp.GradScaler(dt.DEVICE.type, init_scale=2.0 ** 40))
+    first_update = next(s for s in range(len(skipped) + 1) if s not in skipped)
+    assert first_update >= 10
+    assert notes_of(tmp_path / "run") == []  # log() and the steps agree
+    run = read_run_dir(tmp_path / "run")
+    recorded = run.get("train/skipped_step")
+    assert recorded is not None and list(recorded.steps) == skipped
+    # Per-layer signals on the steps of log(): the first reading is on the first
+    # dense-start step (one in 5) that updated.
+    ratios = run.get("layer/0/update_ratio")
+    assert ratios is not None
+    assert int(ratios.steps[0]) == -(-first_update // 5) * 5
+    assert 1e-4 < float(ratios.values[0]) < 1e-1
+    # A scaler coming down to a workable scale is not a fault.
+    codes = doc.report().codes()
+    assert not {"skipped-steps", "nan-origin", "monitor-error"} & set(codes), codes
+
+
+def test_a_grad_scaler_that_keeps_skipping_is_found(tmp_path: Path):
+    # Growing the scale 1024-fold after every update overflows it again at once: about
+    # nine iterations in ten skip their step.
+    doc, skipped = train_fp16_with_a_scaler(
+        tmp_path / "run", torch.amp.GradScaler(dt.DEVICE.type, growth_factor=2.0 ** 10,
+                                               growth_interval=1))
+    assert len(skipped) > 0.5 * doc._step
+    [finding] = [f for f in doc.report().findings if f.code == "skipped-steps"]
+    assert finding.severity.name == "CRITICAL"
+    assert finding.evidence["skipped_steps"] == len(skipped)
+    recorded = read_run_dir(tmp_path / "run").get("train/skipped_step")
+    assert recorded is not None and list(recorded.steps) == skipped
+    # The same from the run directory, as `lossdoctor diagnose RUN_DIR` reads it.
+    offline = diagnose(read_run_dir(tmp_path / "run"))
+    assert "skipped-steps" in offline.codes()
+    assert "nan-origin" not in offline.codes()
 
 
 def test_layers_unfrozen_into_the_optimizer_are_watched_from_then_on(tmp_path: Path):

@@ -39,6 +39,7 @@ from lossdoctor.live.layer_order import in_call_order
 from lossdoctor.live.monitor import HISTOGRAM_BINS, LiveMonitor, StopTraining
 from lossdoctor.live.pacing import CHECK_INTERVAL_S, FLUSH_INTERVAL_S, Pacer
 from lossdoctor.live.schedule import Schedule
+from lossdoctor.run import SKIPPED_STEP
 
 ACTIVATIONS = {
     "relu": "relu", "relu6": "relu", "leakyrelu": "leakyrelu", "elu": "relu", "gelu": "relu",
@@ -337,7 +338,10 @@ class Doctor:
         self._worked = False  # the previous step read or read back (see `OverheadBudget`)
         self._edge = False  # an epoch ended since the last log()
         self._step = 0  # steps logged by log()
-        self._opt_step = 0  # optimizer steps taken
+        self._opt_step = 0  # optimizer steps taken, and steps skipped (`_skipped`)
+        self._opt_step_at_log = 0  # ... when log() was last called
+        self._skip_checks = 3  # log() calls without a step whose gradients may still be
+        # read to tell a skipped step (see `_skipped`); finite ones use them up
         self._epoch = 0
         self._hunt = False  # read every step after a non-finite loss until its origin is seen
         # What this step reads (set by `_plan`): layer norms, activations, histograms.
@@ -860,6 +864,10 @@ class Doctor:
             with self.monitor.guard("log"):
                 for name, v in scalars.items():
                     self.monitor.scalar(f"train/{name}_step", _to_float(v), step)
+        if self._opt_step == self._opt_step_at_log and self._skip_checks:
+            with self.monitor.guard("skipped steps"):
+                self._skipped(step)
+        self._opt_step_at_log = self._opt_step
         self._step = step + 1
         self._since_sync += 1
         synced = self._since_sync >= self._reading_plan.period or self._hunt
@@ -879,6 +887,29 @@ class Doctor:
         self._worked, self._edge = bool(work), False
         if self.monitor.should_stop:
             self.monitor.raise_if_stopping()
+
+    def _skipped(self, step: int) -> None:
+        """No optimizer step since the last log(). When the gradients left behind hold
+        Inf/NaN, the step was skipped for them (a GradScaler on overflow, a loop's own
+        guard): it counts as a step without an update, so per-layer signals stay at the
+        steps of log(), and `SKIPPED_STEP` records it. Finite gradients are gradient
+        accumulation logged per micro-batch: after a few the check stops, since each
+        costs a read-back."""
+        grads = [_gradient_values(p) for p in self._params if p.grad is not None]
+        if not grads:
+            return  # zeroed after the step: nothing tells a skip from an accumulation
+        with torch.no_grad():
+            norms = torch._foreach_norm(grads)
+            device = norms[0].device
+            finite = bool(torch.isfinite(torch.stack([n.to(device) for n in norms])).all())
+        if finite:
+            self._skip_checks -= 1
+            return
+        self._opt_step += 1
+        # Activations a reading step's forward hooks took belong to no update.
+        self._acts, self._bn_vals, self._act_hists = {}, {}, {}
+        self.monitor.scalar(SKIPPED_STEP, 1.0, step)
+        self._plan(self._opt_step)
 
     def log_epoch(self, **metrics: float | torch.Tensor) -> None:
         """Record end-of-epoch metrics: `val_loss`, `val_accuracy`, `train_accuracy`,
@@ -920,8 +951,10 @@ class Doctor:
         self.monitor.note("steps", f"log() was called {logs} times for {steps} optimizer "
                           "steps: per-layer signals are at optimizer steps, losses at log() "
                           "calls, so their steps do not line up; call log() once per "
-                          "optimizer step (with gradient accumulation, after the step)",
-                          level="warning")
+                          "optimizer step (with gradient accumulation, after the step). "
+                          "A step skipped for non-finite gradients (a GradScaler's) counts "
+                          "as one when log() still sees its gradients (zero them before "
+                          "backward, not right after the step)", level="warning")
 
     def _epoch_loss(self, step: int, write: bool) -> None:
         if write and self._epoch_loss_n:

@@ -16,6 +16,7 @@ from lossdoctor.rules.curves import (
 from lossdoctor.rules.layers import LAYER_RULES
 from lossdoctor.rules.numerics import frozen_loss, nan_loss
 from lossdoctor.rules.regime import RegimeVerdict, assess_regime, regime_rule
+from lossdoctor.rules.skipped_steps import skipped_steps
 from lossdoctor.run import Run
 
 Rule = Callable[[Run], list[Finding]]
@@ -25,6 +26,7 @@ Rule = Callable[[Run], list[Finding]]
 DEFAULT_RULES: tuple[Rule, ...] = (
     nan_loss,
     frozen_loss,
+    skipped_steps,
     lr_too_high,
     lr_too_low,
     barely_learning,

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from lossdoctor.errors import InputError
-from lossdoctor.run import Histogram, Run, Series
+from lossdoctor.run import SKIPPED_STEP, Histogram, Run, Series
 from lossdoctor.sources.epochs import attach_epochs
 from lossdoctor.sources.names import canonicalize
 from lossdoctor.sources.tensorboard import looks_like_event_file, read_event_file
@@ -48,8 +48,9 @@ def run_from_raw(raw: Mapping[str, Series], meta: Mapping[str, Any], *, name: st
     histograms (tag -> histograms in step order); `train_loss` / `val_loss` name the
     series that hold the losses when their tags do not say so (KeyError if absent)."""
     with_epochs = attach_epochs(raw)
-    layers = {k: v for k, v in with_epochs.items() if k.startswith(LAYER_PREFIX)}
-    others = {k: v for k, v in with_epochs.items() if not k.startswith(LAYER_PREFIX)}
+    # The doctor's own signals keep their names; the rest are mapped onto roles.
+    layers = {k: v for k, v in with_epochs.items() if _doctors_own(k)}
+    others = {k: v for k, v in with_epochs.items() if not _doctors_own(k)}
     series = canonicalize(others, train_loss=train_loss, val_loss=val_loss) if others else {}
     series.update(layers)
     meta_out: dict[str, object] = dict(meta)
@@ -57,6 +58,10 @@ def run_from_raw(raw: Mapping[str, Series], meta: Mapping[str, Any], *, name: st
     return Run(name=name, source=source, format=FORMAT, series=series, meta=meta_out,
                warnings=[*(warnings or []), *_doctor_notes(meta)],
                histograms={k: list(v) for k, v in (histograms or {}).items()})
+
+
+def _doctors_own(tag: str) -> bool:
+    return tag.startswith(LAYER_PREFIX) or tag == SKIPPED_STEP
 
 
 def _doctor_notes(meta: Mapping[str, Any]) -> list[str]:
