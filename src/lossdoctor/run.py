@@ -16,9 +16,11 @@ LR = "lr"
 # Per-step training loss when the log also has the per-epoch one (Lightning's
 # `train_loss_step` next to `train_loss_epoch`): spikes and the first NaN step live here.
 TRAIN_LOSS_STEP = "train/loss_step"
-# 1 at each training step whose optimizer step was skipped for non-finite gradients
-# (a mixed-precision loss scaler's overflow skips), recorded by the live doctors.
-SKIPPED_STEP = "train/skipped_step"
+# How many optimizer steps were skipped for non-finite gradients (a mixed-precision
+# loss scaler's overflow skips) up to and including each step: a running count, so a
+# doctor that reads it only now and then (Keras) records it as exactly as one that sees
+# every skip (PyTorch).
+SKIPPED_STEPS = "train/skipped_steps"
 
 
 @dataclass(frozen=True, eq=False)  # identity equality: arrays do not compare as one

@@ -164,7 +164,7 @@ def test_steps_a_grad_scaler_skips_are_steps_without_an_update(tmp_path: Path):
     assert first_update >= 10
     assert notes_of(tmp_path / "run") == []  # log() and the steps agree
     run = read_run_dir(tmp_path / "run")
-    recorded = run.get("train/skipped_step")
+    recorded = run.get("train/skipped_steps")
     assert recorded is not None and list(recorded.steps) == skipped
     # Per-layer signals on the steps of log(): the first reading is on the first
     # dense-start step (one in 5) that updated.
@@ -187,7 +187,7 @@ def test_a_grad_scaler_that_keeps_skipping_is_found(tmp_path: Path):
     [finding] = [f for f in doc.report().findings if f.code == "skipped-steps"]
     assert finding.severity.name == "CRITICAL"
     assert finding.evidence["skipped_steps"] == len(skipped)
-    recorded = read_run_dir(tmp_path / "run").get("train/skipped_step")
+    recorded = read_run_dir(tmp_path / "run").get("train/skipped_steps")
     assert recorded is not None and list(recorded.steps) == skipped
     # The same from the run directory, as `lossdoctor diagnose RUN_DIR` reads it.
     offline = diagnose(read_run_dir(tmp_path / "run"))

@@ -8,14 +8,20 @@ import numpy as np
 
 from lossdoctor.findings import Severity
 from lossdoctor.rules.skipped_steps import skipped_steps
-from lossdoctor.run import SKIPPED_STEP, TRAIN_LOSS_STEP, Run, Series
+from lossdoctor.run import SKIPPED_STEPS, TRAIN_LOSS_STEP, Run, Series
 
 
-def run_with(skipped: list[int] | np.ndarray, steps: int) -> Run:
-    skipped = np.asarray(skipped, dtype=np.int64)
+def run_with(skipped: list[int] | range, steps: int, read_every: int = 0) -> Run:
+    """A run of `steps` steps whose `skipped` steps were dropped: the running count
+    at each skip (as the PyTorch Doctor records it), or at every `read_every`-th step
+    (as the Keras Doctor reads it)."""
+    dropped = np.asarray(skipped, dtype=np.int64)
     series = {TRAIN_LOSS_STEP: Series.from_lists(np.arange(steps), np.linspace(2.3, 0.5, steps))}
-    if skipped.size:
-        series[SKIPPED_STEP] = Series.from_lists(skipped, np.ones(skipped.size))
+    if read_every:
+        at = np.arange(read_every - 1, steps, read_every)
+        series[SKIPPED_STEPS] = Series.from_lists(at, np.searchsorted(dropped, at, "right"))
+    elif dropped.size:
+        series[SKIPPED_STEPS] = Series.from_lists(dropped, np.arange(1, dropped.size + 1))
     return Run("r", "mem", "rundir", series)
 
 
@@ -54,3 +60,13 @@ def test_every_step_skipped_is_critical_once_it_is_more_than_calibration():
 
 def test_too_few_steps_after_the_first_update_say_nothing_yet():
     assert skipped_steps(run_with([1, 3, 5, 7, 9], 12)) == []
+
+
+def test_a_count_read_now_and_then_tells_the_same():
+    # Read every 5 steps: the calibration at the start is still told apart...
+    assert skipped_steps(run_with(range(40), 300, read_every=5)) == []
+    # ... and nine drops in ten are still critical.
+    skipped = [s for s in range(400) if s % 10]
+    [finding] = skipped_steps(run_with(skipped, 400, read_every=57))
+    assert finding.severity is Severity.CRITICAL
+    assert 0.85 < float(finding.evidence["share"]) < 0.95

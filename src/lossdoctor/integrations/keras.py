@@ -85,6 +85,7 @@ from lossdoctor.live.budget import OverheadBudget, ReadingPlan
 from lossdoctor.live.monitor import HISTOGRAM_BINS, LiveMonitor, StopTraining
 from lossdoctor.live.pacing import CHECK_INTERVAL_S, FLUSH_INTERVAL_S, Pacer
 from lossdoctor.live.schedule import Schedule
+from lossdoctor.run import SKIPPED_STEPS
 
 ACTIVATIONS = {
     "relu": "relu", "relu6": "relu", "leaky_relu": "leakyrelu", "leakyrelu": "leakyrelu",
@@ -374,6 +375,11 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         self._batch_in_epoch = 0  # batches of this epoch before the current call
         self._call_start: int | None = None  # Keras' first batch index of this call
         self._accumulation = 1  # batches per optimizer update (gradient accumulation)
+        # A LossScaleOptimizer (mixed float16) skips the steps whose gradients overflow:
+        # (this fit's first step, the optimizer's update count then) to count them.
+        self._scaler_start: tuple[int, int] | None = None
+        self._skips_before = 0  # steps skipped in earlier fits
+        self._skips = 0  # steps skipped so far, as last recorded
         self._prev_mean: float | None = None
         self._epoch_loss_sum = 0.0
         self._epoch_loss_n = 0
@@ -617,6 +623,8 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         if self.monitor is not None:
             with self.monitor.guard("updates"):
                 self._match_steps_to_updates()
+            with self.monitor.guard("skipped steps"):
+                self._count_skips_from_here()
         # The first step's interval runs from here, so the setup and the first step's
         # readings (which trace the probe) count in the Doctor's share.
         self._last_end = time.perf_counter()
@@ -674,6 +682,43 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         self._reading_plan.align(k, first)
         self._note("updates", f"gradient accumulation over {k} steps: weight and update "
                    f"readings are taken on the steps that apply an update (from step {first})")
+
+    def _count_skips_from_here(self) -> None:
+        """Keras' LossScaleOptimizer skips a step whose gradients overflow, and its
+        `iterations` count only the updates: the steps skipped are this fit's batches
+        minus its updates, read with the learning rate (`_record_skips`). Not with
+        gradient accumulation or several batches per execution, where batches and
+        updates part by design."""
+        self._skips_before, self._scaler_start = self._skips, None
+        optimizer = getattr(self.model, "optimizer", None)
+        if not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            return
+        executions = getattr(self.model, "steps_per_execution", 1)
+        if self._accumulation > 1 or (isinstance(executions, int) and executions > 1):
+            return
+        self._scaler_start = (self._step, self._updates_made(optimizer))
+
+    def _updates_made(self, optimizer: Any) -> int:
+        read = getattr(self._backend, "scalar_value", None)  # TensorFlow's
+        counter = optimizer.iterations
+        return int(read(counter) if read is not None else keras.ops.convert_to_numpy(counter))
+
+    def _record_skips(self, step: int) -> None:
+        """The running count of skipped steps after `step` (`SKIPPED_STEPS`), when it
+        grew."""
+        if self._scaler_start is None:
+            return
+        assert self.monitor is not None
+        with self.monitor.guard("skipped steps"):
+            first_step, first_updates = self._scaler_start
+            updates = self._updates_made(self.model.optimizer) - first_updates
+            total = self._skips_before + max(step + 1 - first_step - updates, 0)
+            if total > self._skips:
+                self._skips = total
+                self.monitor.scalar(SKIPPED_STEPS, float(total), step)
+                rows = self._rows
+                if rows and rows[-1][0] == step and not np.any(rows[-1][1][len(self._vars):]):
+                    rows.pop()  # this step's weight reading: the step made no update
 
     def _probe_due(self, at: int) -> bool:
         """Whether a probe is due `at` steps into the current fit."""
@@ -772,6 +817,7 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         if self._snapped == step:
             self._read_weights(step, batches)
             self._record_lr(step)  # at readings only: reading a variable costs ~0.5 ms
+            self._record_skips(step)
         self._batch_in_epoch += batches
         self._step = step + 1
         if self._writes.due():
@@ -855,6 +901,7 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
                 mon.scalar(tag, v, step)
             mon.scalar("epoch", float(self._epoch), step)
         self._record_lr(step)
+        self._record_skips(step)
         # Written with the next timed flush: short epochs would pay a write each.
         if self._writes.due():
             self._writes.run(self._flush)

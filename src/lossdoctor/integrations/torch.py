@@ -39,7 +39,7 @@ from lossdoctor.live.layer_order import in_call_order
 from lossdoctor.live.monitor import HISTOGRAM_BINS, LiveMonitor, StopTraining
 from lossdoctor.live.pacing import CHECK_INTERVAL_S, FLUSH_INTERVAL_S, Pacer
 from lossdoctor.live.schedule import Schedule
-from lossdoctor.run import SKIPPED_STEP
+from lossdoctor.run import SKIPPED_STEPS
 
 ACTIVATIONS = {
     "relu": "relu", "relu6": "relu", "leakyrelu": "leakyrelu", "elu": "relu", "gelu": "relu",
@@ -342,6 +342,7 @@ class Doctor:
         self._opt_step_at_log = 0  # ... when log() was last called
         self._skip_checks = 3  # log() calls without a step whose gradients may still be
         # read to tell a skipped step (see `_skipped`); finite ones use them up
+        self._skips = 0  # steps skipped so far
         self._epoch = 0
         self._hunt = False  # read every step after a non-finite loss until its origin is seen
         # What this step reads (set by `_plan`): layer norms, activations, histograms.
@@ -892,7 +893,7 @@ class Doctor:
         """No optimizer step since the last log(). When the gradients left behind hold
         Inf/NaN, the step was skipped for them (a GradScaler on overflow, a loop's own
         guard): it counts as a step without an update, so per-layer signals stay at the
-        steps of log(), and `SKIPPED_STEP` records it. Finite gradients are gradient
+        steps of log(), and `SKIPPED_STEPS` counts it. Finite gradients are gradient
         accumulation logged per micro-batch: after a few the check stops, since each
         costs a read-back."""
         grads = [_gradient_values(p) for p in self._params if p.grad is not None]
@@ -906,9 +907,10 @@ class Doctor:
             self._skip_checks -= 1
             return
         self._opt_step += 1
+        self._skips += 1
         # Activations a reading step's forward hooks took belong to no update.
         self._acts, self._bn_vals, self._act_hists = {}, {}, {}
-        self.monitor.scalar(SKIPPED_STEP, 1.0, step)
+        self.monitor.scalar(SKIPPED_STEPS, float(self._skips), step)
         self._plan(self._opt_step)
 
     def log_epoch(self, **metrics: float | torch.Tensor) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from lossdoctor.errors import InputError
-from lossdoctor.run import SKIPPED_STEP, Histogram, Run, Series
+from lossdoctor.run import SKIPPED_STEPS, Histogram, Run, Series
 from lossdoctor.sources.epochs import attach_epochs
 from lossdoctor.sources.names import canonicalize
 from lossdoctor.sources.tensorboard import looks_like_event_file, read_event_file
@@ -61,7 +61,7 @@ def run_from_raw(raw: Mapping[str, Series], meta: Mapping[str, Any], *, name: st
 
 
 def _doctors_own(tag: str) -> bool:
-    return tag.startswith(LAYER_PREFIX) or tag == SKIPPED_STEP
+    return tag.startswith(LAYER_PREFIX) or tag == SKIPPED_STEPS
 
 
 def _doctor_notes(meta: Mapping[str, Any]) -> list[str]:
