@@ -168,3 +168,25 @@ def test_accumulated_batches_are_logged_once_per_optimizer_step(tmp_path: Path):
     expected = [sum(per_epoch[i:i + 4]) / len(per_epoch[i:i + 4]) for i in range(0, 22, 4)]
     assert losses.values[:6] == pytest.approx(expected, rel=1e-5)
     assert json.loads((tmp_path / "run" / "run.json").read_text())["notes"] == []
+
+
+def test_steps_a_float16_scaler_skips_are_counted_under_lightning(tmp_path: Path):
+    # Lightning advances global_step on a step its GradScaler skipped, and the callback
+    # logs it; the Doctor tells it by the non-finite gradients the step left. A scaler
+    # that grows 1024-fold after every update overflows again at once.
+    from lightning.pytorch.plugins import MixedPrecision
+
+    torch.manual_seed(0)
+    callback = DoctorCallback(tmp_path / "run", verbose=False)
+    scaler = torch.amp.GradScaler("cpu", growth_factor=1024.0, growth_interval=1)
+    trainer = pl.Trainer(max_epochs=2, callbacks=[callback], logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, accelerator="cpu", devices=1,
+                         plugins=[MixedPrecision("16-mixed", "cpu", scaler=scaler)])
+    train, val = loaders()
+    trainer.fit(DigitsNet(lr=0.1), train, val)
+    run = read_run_dir(tmp_path / "run")
+    skips = run.get("train/skipped_steps")
+    assert skips is not None and skips.values[-1] > 0.5 * trainer.global_step
+    assert "skipped-steps" in diagnose(run).codes()
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["notes"] == []
