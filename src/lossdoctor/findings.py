@@ -346,6 +346,26 @@ CATALOG: dict[str, CatalogEntry] = {
             ],
         ),
         _entry(
+            "no-gradient", "layers", W,
+            "A layer receives no gradient: nothing connects its weights to the loss",
+            "Every recent reading found this layer's gradient exactly zero while the "
+            "layers around it had gradients, so the optimizer has nothing to move its "
+            "weights with. The forward pass cuts the layer off from the loss: its output "
+            "is detached (.detach(), .data, torch.no_grad(), tf.stop_gradient, a round "
+            "trip through numpy or .item()), goes through an operation without a "
+            "gradient (argmax, rounding, a cast to integers, a comparison), or is not "
+            "used at all.",
+            [
+                "Follow the layer's output to the loss and remove what cuts the graph; "
+                "for argmax or rounding use a differentiable stand-in (softmax, a "
+                "straight-through estimator).",
+                "Check it directly: after loss.backward() the layer's weight.grad should "
+                "not be None (in Keras, tape.gradient should not return None for it).",
+                "If the layer is meant to stay fixed, freeze it (requires_grad=False or "
+                "trainable=False) or leave it out of the optimizer.",
+            ],
+        ),
+        _entry(
             "dead-units", "layers", W,
             "Many ReLU units never activate",
             "A ReLU unit whose input is negative for every sample outputs zero and gets "

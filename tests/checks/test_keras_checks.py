@@ -113,6 +113,23 @@ def test_wrong_custom_gradient(digits) -> None:  # type: ignore[no-untyped-def]
     assert f.evidence["analytic_over_numeric"] == pytest.approx(0.5, rel=1e-3)
 
 
+class StopGradient(keras.layers.Layer):
+    def call(self, x):  # type: ignore[no-untyped-def]
+        return keras.ops.stop_gradient(x)
+
+
+def test_a_graph_cut_by_stop_gradient_is_told_as_a_cut(digits) -> None:  # type: ignore[no-untyped-def]
+    x, y, _ = digits
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(16, name="body"),
+                              StopGradient(), keras.layers.Dense(10, name="head")])
+    report = lossdoctor.check(model, x, y, loss=sparse_ce(), checks=["gradients"])
+    (f,) = report.findings
+    assert f.code == "gradient-check-failed" and "body" in str(f.layer)
+    assert f.evidence["analytic_all_zero"] == "yes"
+    assert "no gradient" in f.title and "stop_gradient" in f.explanation
+
+
 def test_shuffled_labels(digits) -> None:  # type: ignore[no-untyped-def]
     x, y, _ = digits
     shuffled = np.random.default_rng(1).permutation(y)

@@ -148,6 +148,22 @@ def test_wrong_hand_written_gradient(digits) -> None:  # type: ignore[no-untyped
     assert f.evidence["dtype"] == "float64"
 
 
+class _CutGraph(nn.Module):
+    def forward(self, x):  # type: ignore[no-untyped-def]
+        return x.detach()
+
+
+def test_a_graph_cut_by_detach_is_told_as_a_cut(digits) -> None:  # type: ignore[no-untyped-def]
+    x, y, _ = digits
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 16), nn.ReLU(), _CutGraph(), nn.Linear(16, 10))
+    report = lossdoctor.check(model, x, y, loss=CE, checks=["gradients"])
+    (f,) = report.findings
+    assert f.code == "gradient-check-failed" and f.layer == "0.bias"
+    assert f.evidence["analytic_all_zero"] == "yes"
+    assert "no gradient" in f.title and "detach" in f.explanation
+
+
 def test_shuffled_labels(digits) -> None:  # type: ignore[no-untyped-def]
     x, y, _ = digits
     shuffled = np.random.default_rng(1).permutation(y)

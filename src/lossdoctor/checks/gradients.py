@@ -85,6 +85,8 @@ def verdict(checks: list[ParamCheck], dtype: str) -> Finding | None:
     }
     if ratio is not None:
         evidence["analytic_over_numeric"] = ratio
+    if all(not np.any(c.analytic) for c in bad):
+        return _cut_off(bad, nearest_output, evidence, dtype)
     return make_finding(
         "gradient-check-failed",
         layer=nearest_output.name,
@@ -106,6 +108,32 @@ def verdict(checks: list[ParamCheck], dtype: str) -> Finding | None:
             "tf.test.compute_gradient.",
             "Replace the custom gradient with the framework's automatic one if it was "
             "only an optimization.",
+        ),
+    )
+
+
+def _cut_off(bad: list[ParamCheck], nearest_output: ParamCheck,
+             evidence: dict[str, float | int | str], dtype: str) -> Finding:
+    """Backpropagation gave exactly zero to parameters the loss does depend on: the
+    graph is cut, which is seldom a wrong custom backward."""
+    evidence["analytic_all_zero"] = "yes"
+    return make_finding(
+        "gradient-check-failed",
+        layer=nearest_output.name,
+        title=f"Backpropagation gives no gradient to {len(bad)} parameters the loss "
+        f"depends on (from {nearest_output.name} back)",
+        evidence=evidence,
+        explanation="Changing these parameters changes the loss (central differences in "
+        f"{dtype}), yet backpropagation returns exactly zero for them: the graph "
+        f"between {nearest_output.name} and the output is cut. Something there stops "
+        "the gradient on purpose or by accident: tf.stop_gradient, .detach(), .data, "
+        "torch.no_grad(), a round trip through numpy or .item(), or a custom gradient "
+        "that returns zero. Training would never change these weights.",
+        fixes=(
+            f"Follow the output of {nearest_output.name}'s layer to the loss and remove "
+            "what stops the gradient.",
+            "If the cut is meant (a frozen feature extractor), freeze those layers "
+            "(trainable=False or requires_grad=False) so nothing expects them to learn.",
         ),
     )
 

@@ -209,6 +209,14 @@ def scalar_value(v: Any) -> float:
 Arrays = list[np.ndarray]
 
 
+def gradient_sources(variables: Sequence[Any]) -> list[Any]:
+    """The tf.Variables behind Keras variables, for `tape.gradient`: a weight the loss
+    does not reach (a layer behind `stop_gradient`, an unused one) gets a zero gradient
+    only from these; for a Keras variable TensorFlow reads its dtype, a string, and
+    fails."""
+    return [_value(v) for v in variables]
+
+
 def forward_and_gradients(model: keras.Model, act_model: keras.Model | None, n_act: int,
                           n_bn: int, loss_fn: Callable[..., Any], variables: Sequence[Any],
                           x: Any, y: Any, undecided: Sequence[int] = (),
@@ -219,6 +227,7 @@ def forward_and_gradients(model: keras.Model, act_model: keras.Model | None, n_a
     variable whole, as arrays (no reductions: each traced op costs tracing time).
     Tracing puts the `traced_kinds` of the `undecided` outputs into `told`."""
     variables = list(variables)
+    sources = gradient_sources(variables)
 
     @tf.function(autograph=False)  # type: ignore[untyped-decorator]
     def raw_fn(x: Any, y: Any) -> tuple[list[tf.Tensor], list[tf.Tensor], list[tf.Tensor]]:
@@ -231,8 +240,7 @@ def forward_and_gradients(model: keras.Model, act_model: keras.Model | None, n_a
             else:
                 y_pred, acts, bn_inputs = model(x, training=False), [], []
             loss = tf.reduce_mean(tf.cast(loss_fn(y, y_pred), tf.float32))
-        grads = tape.gradient(loss, variables,
-                              unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        grads = tape.gradient(loss, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         if told is not None:
             told.update(traced_kinds(acts, undecided))
         return list(acts), list(bn_inputs), [tf.convert_to_tensor(g) for g in grads]
@@ -272,6 +280,7 @@ class Probe:
         n_act, n_bn = len(kinds), len(bn_layers)
         kinds = list(kinds)
         variables = list(variables)
+        sources = gradient_sources(variables)
         errors: dict[str, BaseException] = {}
         self.failed_parts = errors
         self.detected: dict[int, str] = {}
@@ -289,7 +298,7 @@ class Probe:
                 else:
                     y_pred, acts, bn_inputs = model(x, training=False), [], []
                 loss = tf.reduce_mean(tf.cast(loss_fn(y, y_pred), tf.float32))
-            grads = tape.gradient(loss, variables,
+            grads = tape.gradient(loss, sources,
                                   unconnected_gradients=tf.UnconnectedGradients.ZERO)
             told = traced_kinds(acts, undecided)
             for k, kind in told.items():

@@ -444,6 +444,8 @@ class Doctor:
                      "params": sum(p.numel() for p in own)}
             if own:  # the weights' own precision (autocast keeps them float32)
                 entry["dtype"] = str(own[0].dtype).removeprefix("torch.")
+                if not any(p.requires_grad for p in own):
+                    entry["frozen"] = True  # in the optimizer, but gets no gradient
             layers_meta.append(entry)
         return layers_meta
 
@@ -940,7 +942,28 @@ class Doctor:
         self._sync(then=lambda: self._epoch_loss(step, write=not own_loss))
         self._epoch += 1
         self._check_step_counts()
+        with self.monitor.guard("layers"):
+            self._mark_frozen()
         self.monitor.raise_if_stopping()
+
+    def _mark_frozen(self) -> None:
+        """run.json's `frozen` on the watched layers none of whose weights require a
+        gradient now (frozen, or unfrozen, during training while in the optimizer),
+        so that no-gradient leaves them be. A loop over the parameters per epoch."""
+        trainable = {self._param_layers[j] for p, j in zip(self._params, self._param_layer,
+                                                            strict=True) if p.requires_grad}
+        names, changed = set(self._param_layers), False
+        for entry in self.monitor.store.meta["layers"]:
+            name = entry.get("name")
+            if name not in names or bool(entry.get("frozen")) == (name not in trainable):
+                continue
+            changed = True
+            if name in trainable:
+                entry.pop("frozen", None)
+            else:
+                entry["frozen"] = True
+        if changed:
+            self.monitor.store.write_meta()
 
     def _check_step_counts(self) -> None:
         """Per-layer signals are indexed by optimizer step and losses by `log()` call:

@@ -15,6 +15,11 @@ Every decision uses the median of several readings, never one noisy step. Thresh
   (two orders of magnitude) below the last one's.
 - exploding-gradients: the first layer's gradient norm is more than 100x above the last
   one's, or a layer's gradient norm grew more than 1000x from its first readings.
+- no-gradient: a layer whose gradient norm read exactly 0 at its last 5 or more
+  readings while another layer's did not: nothing connects it to the loss (a detached
+  output in PyTorch; Keras' probe reads an unconnected weight's gradient as 0). Not
+  for weights run.json marks `frozen`, nor when a whole layer of units is dead (that
+  cuts the layers before it off too, and dead-units says so).
 - dead-units: a ReLU-family layer whose share of units inactive on every sample of a
   batch has a median above 0.5; or, where the ReLU is no layer of its own (`F.relu` in
   a PyTorch `forward`), a Linear/Conv layer whose share of units that got exactly zero
@@ -348,6 +353,48 @@ def gradients(run: Run) -> list[Finding]:
     return findings
 
 
+# Readings of exactly zero gradient in a row, at the end, that make a layer cut off.
+NO_GRADIENT_READINGS = 5
+
+
+def no_gradient(run: Run) -> list[Finding]:
+    """no-gradient: layers whose gradient read exactly zero at each of their last
+    `NO_GRADIENT_READINGS` or more readings while another layer's did not. Not for
+    layers run.json marks `frozen` (weights that do not require gradients but sit in
+    the optimizer), nor when a whole layer of units is dead, which cuts the gradient
+    to the layers before it and is told as dead-units."""
+    layers = [(k, v["grad_norm"]) for k, v in _weighted_layers(run) if "grad_norm" in v]
+    if len(layers) < 2:
+        return []
+    if any(h[1] >= 1.0 for signal in ("dead_fraction", "zero_grad_fraction")
+           for h in _share_hits(run, signal, None, DEAD_SHARE)):
+        return []
+    frozen = {str(x["name"]) for x in _meta_layers(run) if x.get("frozen")}
+    cut: list[tuple[str, Series, int]] = []
+    flowing = False
+    for layer, series in layers:
+        f = _finite(series)
+        nonzero = np.flatnonzero(f.values != 0)
+        flowing = flowing or bool(nonzero.size)
+        zeros_from = int(nonzero[-1]) + 1 if nonzero.size else 0
+        if layer not in frozen and len(f) - zeros_from >= NO_GRADIENT_READINGS:
+            cut.append((layer, series, zeros_from))
+    if not flowing:
+        return []  # nothing has a gradient: the loss rules say what that looks like
+    findings = []
+    for layer, series, start in cut:
+        step, epoch = _where(series, start)
+        readings = len(_finite(series)) - start
+        since = "" if start == 0 else " since " + (f"step {step}" if step is not None
+                                                   else f"epoch {epoch}")
+        findings.append(make_finding(
+            "no-gradient", step=step, epoch=epoch, layer=layer,
+            evidence={"zero_gradient_readings": readings, "from_reading": start},
+            title=f"Layer {_shown(run, layer)} has received no gradient{since} "
+                  f"({readings} readings of exactly 0): nothing connects it to the loss"))
+    return findings
+
+
 def _share_hits(run: Run, signal: str, kinds: set[str] | None,
                 threshold: float) -> list[tuple[str, float, Series, int]]:
     """Layers (of `kinds`, or any) whose recent median of `signal` is above `threshold`."""
@@ -526,7 +573,7 @@ def live_findings(run: Run) -> list[Finding]:
             if isinstance(e, Mapping) and e.get("code") in CATALOG]
 
 
-LAYER_RULES = (update_ratio, gradients, dead_units, saturated_activations,
+LAYER_RULES = (update_ratio, gradients, no_gradient, dead_units, saturated_activations,
                poor_initialization, frozen_batchnorm, live_findings)
 
 __all__ = [
@@ -537,6 +584,7 @@ __all__ = [
     "gradients",
     "layer_signals",
     "live_findings",
+    "no_gradient",
     "poor_initialization",
     "saturated_activations",
     "update_ratio",

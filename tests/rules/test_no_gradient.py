@@ -1,0 +1,65 @@
+"""The no-gradient rule on hand-made runs: a layer whose gradient reads exactly zero
+while the others' do not is cut off from the loss, unless run.json says its weights
+are frozen or a whole layer of dead units explains it (the live runs are in
+tests/live/test_no_gradient.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from lossdoctor.rules.layers import no_gradient
+from lossdoctor.run import Run, Series
+
+GOOD = [0.4, 0.5, 0.45, 0.38, 0.41, 0.36]
+ZERO = [0.0] * 6
+
+
+def run_of(layers: list[dict[str, Any]] | None = None, **signals: list[float]) -> Run:
+    """`fc1__grad_norm=[...]` is `layer/fc1/grad_norm`; every layer named gets weights."""
+    series = {}
+    names = []
+    for key, values in signals.items():
+        layer, signal = key.split("__")
+        steps = np.arange(len(values)) * 10
+        series[f"layer/{layer}/{signal}"] = Series(steps, np.array(values, dtype=float))
+        series.setdefault(f"layer/{layer}/weight_norm", Series(steps, np.ones(len(values))))
+        names.append(layer)
+    meta = {"layers": layers if layers is not None
+            else [{"name": n, "kind": "linear"} for n in dict.fromkeys(names)]}
+    return Run("r", "mem", "lossdoctor", series, meta=meta)
+
+
+def test_a_layer_with_only_zero_gradients_is_cut_off():
+    (finding,) = no_gradient(run_of(fc1__grad_norm=ZERO, fc2__grad_norm=GOOD))
+    assert finding.code == "no-gradient" and finding.layer == "fc1"
+    assert finding.evidence["zero_gradient_readings"] == 6 and finding.step == 0
+    assert "since" not in finding.title
+
+
+def test_a_layer_cut_off_midway_is_dated():
+    (finding,) = no_gradient(run_of(fc1__grad_norm=GOOD + ZERO, fc2__grad_norm=GOOD * 2))
+    assert finding.step == 60 and "since step 60" in finding.title
+
+
+def test_healthy_gradients_and_a_short_run_of_zeros_are_quiet():
+    assert no_gradient(run_of(fc1__grad_norm=GOOD, fc2__grad_norm=GOOD)) == []
+    assert no_gradient(run_of(fc1__grad_norm=GOOD + [0.0] * 4, fc2__grad_norm=GOOD * 2)) == []
+
+
+def test_frozen_weights_are_left_alone():
+    layers = [{"name": "fc1", "kind": "linear", "frozen": True}, {"name": "fc2", "kind": "linear"}]
+    assert no_gradient(run_of(layers, fc1__grad_norm=ZERO, fc2__grad_norm=GOOD)) == []
+
+
+def test_a_whole_dead_layer_explains_the_zeros_before_it():
+    layers = [{"name": "fc1", "kind": "linear"}, {"name": "relu1", "kind": "relu"},
+              {"name": "fc2", "kind": "linear"}]
+    run = run_of(layers, fc1__grad_norm=ZERO, fc2__grad_norm=GOOD,
+                 relu1__dead_fraction=[1.0] * 6)
+    assert no_gradient(run) == []
+
+
+def test_no_gradient_anywhere_is_left_to_the_loss_rules():
+    assert no_gradient(run_of(fc1__grad_norm=ZERO, fc2__grad_norm=ZERO)) == []
