@@ -43,7 +43,7 @@ def _fit(run_dir: Path, **scaler: Any) -> tuple[Doctor, int]:
     x, y = dk.digits()
     keras.utils.set_random_seed(0)
     model = keras.Sequential([
-        keras.Input((64,)), keras.layers.Dense(32, activation="relu"),
+        keras.Input((64,)), keras.layers.Dense(32, activation="relu", name="hidden"),
         keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10),
         keras.layers.Activation("softmax", dtype="float32")])
     optimizer = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.05), **scaler)
@@ -61,7 +61,7 @@ def _summary(name: str, run_dir: Path) -> dict[str, Any]:
     the update ratios of the first layer, the findings live and from the folder."""
     doctor, updates = _fit(run_dir, **SCALERS[name])
     run = read_run_dir(run_dir)
-    skips, ratios = run.get("train/skipped_steps"), run.get("layer/dense/update_ratio")
+    skips, ratios = run.get("train/skipped_steps"), run.get("layer/hidden/update_ratio")
     return {"steps": doctor._step, "updates": updates,
             "counts": [] if skips is None else [[int(s), float(v)] for s, v
                                                  in zip(skips.steps, skips.values, strict=True)],
