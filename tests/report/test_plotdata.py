@@ -262,3 +262,21 @@ def test_regime_span_ends_with_the_loss_not_with_other_series() -> None:
     assert plot is not None
     (span,) = plot.spans
     assert (span.x0, span.x1) == (0.0, 9.0)
+
+
+def test_skipped_steps_get_their_own_plot_with_the_finding_marked() -> None:
+    from lossdoctor.run import SKIPPED_STEPS, TRAIN_LOSS_STEP
+
+    skipped = [s for s in range(300) if s % 10]
+    steps = np.arange(300)
+    run = Run("r", "mem", "lossdoctor", {
+        TRAIN_LOSS_STEP: Series(steps, np.linspace(2.3, 2.0, 300)),
+        SKIPPED_STEPS: Series(np.array(skipped), np.arange(1.0, len(skipped) + 1))})
+    d = diagnose(run)
+    plot = pd.run_plots(d).skipped
+    assert plot is not None and plot.key == "skipped"
+    assert plot.lines[0].points == len(skipped)
+    assert [m.code for m in plot.markers] == ["skipped-steps"]
+    falling = Series(steps, np.linspace(2.3, 0.2, 300))
+    healthy = Run("r", "mem", "lossdoctor", {TRAIN_LOSS_STEP: falling})
+    assert pd.run_plots(diagnose(healthy)).skipped is None

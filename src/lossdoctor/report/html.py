@@ -57,6 +57,7 @@ COLORS = {
     "val": "#ea580c",
     "gap": "#6b7280",
     "lr": "#7c3aed",
+    "skipped": "#dc2626",
     "early": "#93c5fd",
     "middle": "#3b82f6",
     "late": "#1e3a8a",
@@ -640,7 +641,7 @@ def _run_section(d: Diagnosis, index: int, plots: RunPlots) -> str:
     sev = _severity_word(d)
     regime_sev = REGIME_SEVERITY.get(d.regime, "info")
     figures = []
-    for i, plot in enumerate((plots.loss, plots.accuracy, plots.lr)):
+    for i, plot in enumerate((plots.loss, plots.accuracy, plots.lr, plots.skipped)):
         if plot is not None:
             wide = plot.key == "loss"
             figures.append(draw_line_plot(plot, anchor, f"{anchor}-p{i}",

@@ -16,7 +16,16 @@ import numpy as np
 from lossdoctor.diagnosis import Diagnosis
 from lossdoctor.findings import Finding
 from lossdoctor.rules.layers import layer_signals  # depth order from run.json
-from lossdoctor.run import LR, TRAIN_ACC, TRAIN_LOSS, VAL_ACC, VAL_LOSS, Run, Series
+from lossdoctor.run import (
+    LR,
+    SKIPPED_STEPS,
+    TRAIN_ACC,
+    TRAIN_LOSS,
+    VAL_ACC,
+    VAL_LOSS,
+    Run,
+    Series,
+)
 
 LAYER_PREFIX = "layer/"
 # Karpathy's rule of thumb: each step should change a weight by about 1e-3 of its size.
@@ -133,6 +142,7 @@ class RunPlots:
     layers: tuple[LinePlot | Heatmap, ...] = field(default_factory=tuple)
     signatures: dict[int, Signature] = field(default_factory=dict)  # finding number ->
     histograms: tuple[HistogramPanel, ...] = ()
+    skipped: LinePlot | None = None  # a live doctor's count of skipped optimizer steps
 
 
 # --- downsampling --------------------------------------------------------------------
@@ -430,6 +440,24 @@ def lr_plot(diagnosis: Diagnosis, buckets: int = 600) -> LinePlot | None:
     )
 
 
+def skipped_plot(diagnosis: Diagnosis, buckets: int = 600) -> LinePlot | None:
+    """The running count of optimizer steps skipped for non-finite gradients (a
+    mixed-precision loss scaler's), when a live doctor recorded any: a line that
+    climbs with each skip, steep where the scaler keeps skipping."""
+    run = diagnosis.run
+    skipped = run.get(SKIPPED_STEPS)
+    if skipped is None or not len(skipped):
+        return None
+    return LinePlot(
+        key="skipped",
+        title="Skipped optimizer steps",
+        x_label="step",
+        y_label="steps skipped so far",
+        lines=(_line("skipped steps (running count)", "skipped", skipped, buckets),),
+        markers=tuple(m for m in finding_markers(diagnosis) if m.code == "skipped-steps"),
+    )
+
+
 # --- per-layer signals ---------------------------------------------------------------
 
 
@@ -662,4 +690,5 @@ def run_plots(diagnosis: Diagnosis, buckets: int = 600) -> RunPlots:
         layers=layer_plots(diagnosis),
         signatures=signatures,
         histograms=histogram_panels(diagnosis.run),
+        skipped=skipped_plot(diagnosis, buckets),
     )
