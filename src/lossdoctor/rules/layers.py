@@ -362,7 +362,9 @@ def no_gradient(run: Run) -> list[Finding]:
     `NO_GRADIENT_READINGS` or more readings while another layer's did not. Not for
     layers run.json marks `frozen` (weights that do not require gradients but sit in
     the optimizer), nor when a whole layer of units is dead, which cuts the gradient
-    to the layers before it and is told as dead-units."""
+    to the layers before it and is told as dead-units. A head trained only on some
+    steps (tasks taken in turns) reads the same when the readings keep falling on the
+    other steps: a reading cannot tell a cut graph from an unused head."""
     layers = [(k, v["grad_norm"]) for k, v in _weighted_layers(run) if "grad_norm" in v]
     if len(layers) < 2:
         return []
