@@ -348,7 +348,7 @@ CATALOG: dict[str, CatalogEntry] = {
         _entry(
             "no-gradient", "layers", W,
             "A layer receives no gradient: nothing connects its weights to the loss",
-            "Every recent reading found this layer's gradient exactly zero while the "
+            "Every reading found this layer's gradient exactly zero while the "
             "layers around it had gradients, so the optimizer has nothing to move its "
             "weights with. The forward pass cuts the layer off from the loss: its output "
             "is detached (.detach(), .data, torch.no_grad(), tf.stop_gradient, a round "

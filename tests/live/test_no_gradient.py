@@ -111,3 +111,33 @@ def test_a_keras_layer_behind_stop_gradient_is_found(tmp_path: Path):
     assert "no-gradient" in codes and "monitor-error" not in codes, codes
     assert "update-ratio-low" not in codes
     assert "no-gradient" not in fit(tmp_path / "whole", cut=False).report().codes()
+
+
+def test_two_heads_trained_in_turns_are_not_cut_off(tmp_path: Path):
+    # One head per step: a reading on the other head's step reads zero, and once
+    # readings are 10 steps apart (a fixed schedule here) all of them do, though the
+    # head learns.
+    torch.manual_seed(0)
+    x, y = dt.digits()
+    trunk = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU())
+    heads = torch.nn.ModuleDict({"digit": torch.nn.Linear(32, 10),
+                                 "parity": torch.nn.Linear(32, 2)})
+    model = torch.nn.ModuleDict({"trunk": trunk, "heads": heads}).to(dt.DEVICE)
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    with Doctor(model, opt, tmp_path / "run", verbose=False, max_overhead=None) as doc:
+        step = 0
+        for _ in range(8):  # 224 steps
+            for i in range(0, len(x) - dt.BATCH + 1, dt.BATCH):
+                h, target = trunk(x[i:i + dt.BATCH]), y[i:i + dt.BATCH]
+                loss = (torch.nn.functional.cross_entropy(heads["digit"](h), target)
+                        if step % 2 == 0 else
+                        torch.nn.functional.cross_entropy(heads["parity"](h), target % 2))
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                doc.log(loss=loss)
+                step += 1
+            doc.log_epoch()
+    grads = read_run_dir(tmp_path / "run").get("layer/heads.parity/grad_norm")
+    assert grads is not None and (grads.values[-10:] == 0).all()  # it does read zero...
+    assert "no-gradient" not in doc.report().codes()  # ...and is not called cut off

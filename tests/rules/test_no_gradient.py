@@ -35,17 +35,19 @@ def test_a_layer_with_only_zero_gradients_is_cut_off():
     (finding,) = no_gradient(run_of(fc1__grad_norm=ZERO, fc2__grad_norm=GOOD))
     assert finding.code == "no-gradient" and finding.layer == "fc1"
     assert finding.evidence["zero_gradient_readings"] == 6 and finding.step == 0
-    assert "since" not in finding.title
+    assert "any of its 6 readings" in finding.title
 
 
-def test_a_layer_cut_off_midway_is_dated():
-    (finding,) = no_gradient(run_of(fc1__grad_norm=GOOD + ZERO, fc2__grad_norm=GOOD * 2))
-    assert finding.step == 60 and "since step 60" in finding.title
-
-
-def test_healthy_gradients_and_a_short_run_of_zeros_are_quiet():
+def test_healthy_gradients_and_too_few_readings_are_quiet():
     assert no_gradient(run_of(fc1__grad_norm=GOOD, fc2__grad_norm=GOOD)) == []
-    assert no_gradient(run_of(fc1__grad_norm=GOOD + [0.0] * 4, fc2__grad_norm=GOOD * 2)) == []
+    assert no_gradient(run_of(fc1__grad_norm=[0.0] * 4, fc2__grad_norm=GOOD[:4])) == []
+
+
+def test_a_head_trained_in_turns_is_not_cut_off():
+    # Zero whenever the readings fall on the other task's steps, as every later one
+    # does; the dense start's readings saw it get gradients.
+    head = [0.0, 0.3, 0.0, 0.4] + [0.0] * 10
+    assert no_gradient(run_of(head__grad_norm=head, trunk__grad_norm=GOOD + GOOD + GOOD[:2])) == []
 
 
 def test_frozen_weights_are_left_alone():

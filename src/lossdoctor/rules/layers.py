@@ -15,8 +15,8 @@ Every decision uses the median of several readings, never one noisy step. Thresh
   (two orders of magnitude) below the last one's.
 - exploding-gradients: the first layer's gradient norm is more than 100x above the last
   one's, or a layer's gradient norm grew more than 1000x from its first readings.
-- no-gradient: a layer whose gradient norm read exactly 0 at its last 5 or more
-  readings while another layer's did not: nothing connects it to the loss (a detached
+- no-gradient: a layer whose gradient norm read exactly 0 at every one of its 5 or
+  more readings while another layer's did not: nothing connects it to the loss (a detached
   output in PyTorch; Keras' probe reads an unconnected weight's gradient as 0). Not
   for weights run.json marks `frozen`, nor when a whole layer of units is dead (that
   cuts the layers before it off too, and dead-units says so).
@@ -353,18 +353,19 @@ def gradients(run: Run) -> list[Finding]:
     return findings
 
 
-# Readings of exactly zero gradient in a row, at the end, that make a layer cut off.
+# Readings of exactly zero gradient, and none other, that make a layer cut off.
 NO_GRADIENT_READINGS = 5
 
 
 def no_gradient(run: Run) -> list[Finding]:
-    """no-gradient: layers whose gradient read exactly zero at each of their last
-    `NO_GRADIENT_READINGS` or more readings while another layer's did not. Not for
-    layers run.json marks `frozen` (weights that do not require gradients but sit in
-    the optimizer), nor when a whole layer of units is dead, which cuts the gradient
-    to the layers before it and is told as dead-units. A head trained only on some
-    steps (tasks taken in turns) reads the same when the readings keep falling on the
-    other steps: a reading cannot tell a cut graph from an unused head."""
+    """no-gradient: layers whose gradient read exactly zero at every one of their
+    `NO_GRADIENT_READINGS` or more readings while another layer's did not. A layer
+    that had a gradient at some reading is not cut off: a head trained only on some
+    steps (tasks taken in turns) reads zero on the others, and the dense start's
+    readings (every 5 steps) fall on steps of each kind. Not for layers run.json marks
+    `frozen` (weights that do not require gradients but sit in the optimizer), nor when
+    a whole layer of units is dead, which cuts the gradient to the layers before it
+    and is told as dead-units."""
     layers = [(k, v["grad_norm"]) for k, v in _weighted_layers(run) if "grad_norm" in v]
     if len(layers) < 2:
         return []
@@ -372,29 +373,22 @@ def no_gradient(run: Run) -> list[Finding]:
            for h in _share_hits(run, signal, None, DEAD_SHARE)):
         return []
     frozen = {str(x["name"]) for x in _meta_layers(run) if x.get("frozen")}
-    cut: list[tuple[str, Series, int]] = []
+    cut: list[tuple[str, int]] = []
     flowing = False
     for layer, series in layers:
-        f = _finite(series)
-        nonzero = np.flatnonzero(f.values != 0)
-        flowing = flowing or bool(nonzero.size)
-        zeros_from = int(nonzero[-1]) + 1 if nonzero.size else 0
-        if layer not in frozen and len(f) - zeros_from >= NO_GRADIENT_READINGS:
-            cut.append((layer, series, zeros_from))
+        values = _finite(series).values
+        if np.any(values != 0):
+            flowing = True
+        elif layer not in frozen and len(values) >= NO_GRADIENT_READINGS:
+            cut.append((layer, len(values)))
     if not flowing:
         return []  # nothing has a gradient: the loss rules say what that looks like
-    findings = []
-    for layer, series, start in cut:
-        step, epoch = _where(series, start)
-        readings = len(_finite(series)) - start
-        since = "" if start == 0 else " since " + (f"step {step}" if step is not None
-                                                   else f"epoch {epoch}")
-        findings.append(make_finding(
-            "no-gradient", step=step, epoch=epoch, layer=layer,
-            evidence={"zero_gradient_readings": readings, "from_reading": start},
-            title=f"Layer {_shown(run, layer)} has received no gradient{since} "
-                  f"({readings} readings of exactly 0): nothing connects it to the loss"))
-    return findings
+    return [make_finding(
+        "no-gradient", step=int(_finite(dict(layers)[layer]).steps[0]), layer=layer,
+        evidence={"zero_gradient_readings": readings},
+        title=f"Layer {_shown(run, layer)} has received no gradient at any of its "
+              f"{readings} readings: nothing connects it to the loss")
+        for layer, readings in cut]
 
 
 def _share_hits(run: Run, signal: str, kinds: set[str] | None,
