@@ -1,8 +1,8 @@
 """no-gradient on real runs: a layer cut off from the loss (PyTorch `.detach()`, a
 Keras `stop_gradient`) never learns, and before this the Doctor said nothing (PyTorch)
 or lost its whole probe to a TensorFlow error and told the user the learning rate was
-too low (Keras). Frozen weights in the optimizer, from the start or from mid-run, are
-left alone."""
+too low (Keras; without a probe, the latter). Frozen weights in the optimizer, from
+the start or from mid-run, and a head trained in turns with another are left alone."""
 
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def test_a_keras_layer_behind_stop_gradient_is_found(tmp_path: Path):
         def call(self, h):  # type: ignore[no-untyped-def]
             return keras.ops.stop_gradient(h)
 
-    def fit(run_dir: Path, cut: bool) -> KerasDoctor:
+    def fit(run_dir: Path, cut: bool, probe: bool = True) -> KerasDoctor:
         x, y = dk.digits()
         keras.utils.set_random_seed(0)
         inp = keras.Input((64,))
@@ -101,7 +101,8 @@ def test_a_keras_layer_behind_stop_gradient_is_found(tmp_path: Path):
         model = keras.Model(inp, keras.layers.Dense(10)(h))
         model.compile(optimizer=keras.optimizers.Adam(1e-3),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        doctor = KerasDoctor(run_dir, probe=(x[:64], y[:64]), verbose=False)
+        doctor = KerasDoctor(run_dir, probe=(x[:64], y[:64]) if probe else None,
+                             verbose=False)
         model.fit(x, y, batch_size=dk.BATCH, epochs=EPOCHS, verbose=0, callbacks=[doctor])
         return doctor
 
@@ -111,6 +112,10 @@ def test_a_keras_layer_behind_stop_gradient_is_found(tmp_path: Path):
     assert "no-gradient" in codes and "monitor-error" not in codes, codes
     assert "update-ratio-low" not in codes
     assert "no-gradient" not in fit(tmp_path / "whole", cut=False).report().codes()
+    # Without a probe there are no gradients to read, but the cut layer's weights never
+    # move while the others do: the same finding, not "the learning rate is too low".
+    codes = fit(tmp_path / "no-probe", cut=True, probe=False).report().codes()
+    assert "no-gradient" in codes and "update-ratio-low" not in codes, codes
 
 
 def test_two_heads_trained_in_turns_are_not_cut_off(tmp_path: Path):

@@ -65,3 +65,30 @@ def test_a_whole_dead_layer_explains_the_zeros_before_it():
 
 def test_no_gradient_anywhere_is_left_to_the_loss_rules():
     assert no_gradient(run_of(fc1__grad_norm=ZERO, fc2__grad_norm=ZERO)) == []
+
+
+def test_weights_that_never_move_without_gradient_readings_got_no_gradient():
+    # The Keras Doctor without a probe reads updates, not gradients: a layer whose
+    # float32 weights never moved while the others did got no gradient, whatever the
+    # learning rate, so update-ratio-low (a learning rate too small) is not the story.
+    from lossdoctor.rules.layers import update_ratio
+
+    layers = [{"name": "fc1", "kind": "dense", "dtype": "float32"},
+              {"name": "fc2", "kind": "dense", "dtype": "float32"}]
+    run = run_of(layers, fc1__update_norm=ZERO, fc1__update_ratio=ZERO,
+                 fc2__update_norm=[0.01] * 6, fc2__update_ratio=[1e-3] * 6)
+    (finding,) = no_gradient(run)
+    assert finding.layer == "fc1" and finding.evidence["zero_update_readings"] == 6
+    assert "has not moved" in finding.title
+    assert update_ratio(run) == []
+
+
+def test_low_precision_weights_that_never_move_are_left_to_update_ratio_low():
+    from lossdoctor.rules.layers import update_ratio
+
+    layers = [{"name": "fc1", "kind": "dense", "dtype": "bfloat16"},
+              {"name": "fc2", "kind": "dense", "dtype": "bfloat16"}]
+    run = run_of(layers, fc1__update_norm=ZERO, fc1__update_ratio=ZERO,
+                 fc2__update_norm=[0.01] * 6, fc2__update_ratio=[1e-3] * 6)
+    assert no_gradient(run) == []
+    assert [f.code for f in update_ratio(run)] == ["update-ratio-low"]

@@ -269,6 +269,7 @@ def update_ratio(run: Run) -> list[Finding]:
         return []
     high: list[tuple[str, float, Series, int]] = []
     low: list[tuple[str, float, Series, int]] = []
+    unmoved = {layer for layer, _ in _never_updated(run)}
     for layer, signals in layer_signals(run).items():
         series = signals.get("update_ratio")
         if series is None:
@@ -282,7 +283,8 @@ def update_ratio(run: Run) -> list[Finding]:
         grad_tail = _tail_median(grads) if grads is not None else None
         # No gradient at all is not a small learning rate (dead units, a detached
         # graph); other rules say that.
-        if tail is not None and tail[0] < RATIO_LOW and (grad_tail is None or grad_tail[0] > 0):
+        if tail is not None and tail[0] < RATIO_LOW and (grad_tail is None or grad_tail[0] > 0) \
+                and layer not in unmoved:
             low.append((layer, tail[0], series, tail[1]))
     rounding = _rounding(run)
     return _worst(run, high, "update-ratio-high", highest=True, signal="update_ratio",
@@ -359,36 +361,60 @@ NO_GRADIENT_READINGS = 5
 
 def no_gradient(run: Run) -> list[Finding]:
     """no-gradient: layers whose gradient read exactly zero at every one of their
-    `NO_GRADIENT_READINGS` or more readings while another layer's did not. A layer
-    that had a gradient at some reading is not cut off: a head trained only on some
-    steps (tasks taken in turns) reads zero on the others, and the dense start's
-    readings (every 5 steps) fall on steps of each kind. Not for layers run.json marks
+    `NO_GRADIENT_READINGS` or more readings while another layer's did not, and layers
+    read without gradients whose weights never moved (`_never_updated`). A layer that
+    had a gradient at some reading is not cut off: a head trained only on some steps
+    (tasks taken in turns) reads zero on the others, and the dense start's readings
+    (every 5 steps) fall on steps of each kind. Not for layers run.json marks
     `frozen` (weights that do not require gradients but sit in the optimizer), nor when
     a whole layer of units is dead, which cuts the gradient to the layers before it
     and is told as dead-units."""
-    layers = [(k, v["grad_norm"]) for k, v in _weighted_layers(run) if "grad_norm" in v]
-    if len(layers) < 2:
-        return []
     if any(h[1] >= 1.0 for signal in ("dead_fraction", "zero_grad_fraction")
            for h in _share_hits(run, signal, None, DEAD_SHARE)):
         return []
+    layers = [(k, v["grad_norm"]) for k, v in _weighted_layers(run) if "grad_norm" in v]
     frozen = {str(x["name"]) for x in _meta_layers(run) if x.get("frozen")}
-    cut: list[tuple[str, int]] = []
+    cut: list[tuple[str, Series]] = []
     flowing = False
     for layer, series in layers:
-        values = _finite(series).values
-        if np.any(values != 0):
+        f = _finite(series)
+        if np.any(f.values != 0):
             flowing = True
-        elif layer not in frozen and len(values) >= NO_GRADIENT_READINGS:
-            cut.append((layer, len(values)))
-    if not flowing:
-        return []  # nothing has a gradient: the loss rules say what that looks like
-    return [make_finding(
-        "no-gradient", step=int(_finite(dict(layers)[layer]).steps[0]), layer=layer,
-        evidence={"zero_gradient_readings": readings},
+        elif layer not in frozen and len(f) >= NO_GRADIENT_READINGS:
+            cut.append((layer, f))
+    findings = [make_finding(
+        "no-gradient", step=int(f.steps[0]), layer=layer,
+        evidence={"zero_gradient_readings": len(f)},
         title=f"Layer {_shown(run, layer)} has received no gradient at any of its "
-              f"{readings} readings: nothing connects it to the loss")
-        for layer, readings in cut]
+              f"{len(f)} readings: nothing connects it to the loss")
+        for layer, f in (cut if flowing else [])]  # none anywhere: the loss rules' case
+    return findings + [make_finding(
+        "no-gradient", step=int(f.steps[0]), layer=layer,
+        evidence={"zero_update_readings": len(f)},
+        title=f"Layer {_shown(run, layer)} has not moved at any of its {len(f)} "
+              "readings while the other layers learn: no gradient reaches it")
+        for layer, f in _never_updated(run)]
+
+
+def _never_updated(run: Run) -> list[tuple[str, Series]]:
+    """Layers read without gradients (the Keras Doctor without a probe) whose update
+    was exactly 0 at every one of `NO_GRADIENT_READINGS` or more readings while some
+    other layer's was not. With any learning rate a gradient moves float32 weights,
+    so these got none; weights stored in a low precision may instead round the update
+    away, which update-ratio-low tells."""
+    unmoved: list[tuple[str, Series]] = []
+    moving = False
+    for layer, signals in _weighted_layers(run):
+        updates = signals.get("update_norm")
+        if updates is None:
+            continue
+        f = _finite(updates)
+        if np.any(f.values != 0):
+            moving = True
+        elif "grad_norm" not in signals and len(f) >= NO_GRADIENT_READINGS \
+                and _weight_dtype(run, layer) not in LOW_PRECISION_BITS:
+            unmoved.append((layer, f))
+    return unmoved if moving else []
 
 
 def _share_hits(run: Run, signal: str, kinds: set[str] | None,
