@@ -17,9 +17,11 @@ Every decision uses the median of several readings, never one noisy step. Thresh
   one's, or a layer's gradient norm grew more than 1000x from its first readings.
 - no-gradient: a layer whose gradient norm read exactly 0 at every one of its 5 or
   more readings while another layer's did not: nothing connects it to the loss (a detached
-  output in PyTorch; Keras' probe reads an unconnected weight's gradient as 0). Not
-  for weights run.json marks `frozen`, nor when a whole layer of units is dead (that
-  cuts the layers before it off too, and dead-units says so).
+  output in PyTorch; Keras' probe reads an unconnected weight's gradient as 0); read
+  without gradients (Keras without a probe), float32 weights whose update was exactly
+  0 at every reading while others moved. Not for weights run.json marks `frozen`, nor
+  when a whole layer of units is dead (that cuts the layers before it off too, and
+  dead-units says so).
 - dead-units: a ReLU-family layer whose share of units inactive on every sample of a
   batch has a median above 0.5; or, where the ReLU is no layer of its own (`F.relu` in
   a PyTorch `forward`), a Linear/Conv layer whose share of units that got exactly zero
