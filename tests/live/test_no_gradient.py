@@ -36,23 +36,18 @@ class Net(torch.nn.Module):
 
 
 def _train(run_dir: Path, model: Net, freeze_after: int | None = None) -> Doctor:
+    """`dt.train` with Adam; `freeze_after`: layer a frozen from that epoch on, its
+    weights still in the optimizer."""
     torch.manual_seed(0)
-    x, y = dt.digits()
     model = model.to(dt.DEVICE)
-    opt = torch.optim.Adam(model.parameters(), 1e-3)
-    with Doctor(model, opt, run_dir, verbose=False) as doc:
-        for epoch in range(EPOCHS):
-            if freeze_after is not None and epoch == freeze_after:
-                model.a.requires_grad_(False)  # frozen mid-run, still in the optimizer
-            for i in range(0, len(x) - dt.BATCH + 1, dt.BATCH):
-                loss = torch.nn.functional.cross_entropy(model(x[i:i + dt.BATCH]),
-                                                         y[i:i + dt.BATCH])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                doc.log(loss=loss)
-            doc.log_epoch()
-    return doc
+    per_epoch = len(range(0, len(dt.digits()[0]) - dt.BATCH + 1, dt.BATCH))
+
+    def freeze(step: int) -> None:
+        if freeze_after is not None and step == freeze_after * per_epoch:
+            model.a.requires_grad_(False)
+
+    return dt.train(run_dir, model, torch.optim.Adam(model.parameters(), 1e-3),
+                    epochs=EPOCHS, before_step=freeze)
 
 
 def test_a_detached_layer_is_found_live_and_from_the_folder(tmp_path: Path):
@@ -129,20 +124,15 @@ def test_two_heads_trained_in_turns_are_not_cut_off(tmp_path: Path):
                                  "parity": torch.nn.Linear(32, 2)})
     model = torch.nn.ModuleDict({"trunk": trunk, "heads": heads}).to(dt.DEVICE)
     opt = torch.optim.Adam(model.parameters(), 1e-3)
+    per_epoch = len(range(0, len(x) - dt.BATCH + 1, dt.BATCH))
     with Doctor(model, opt, tmp_path / "run", verbose=False, max_overhead=None) as doc:
-        step = 0
-        for _ in range(8):  # 224 steps
-            for i in range(0, len(x) - dt.BATCH + 1, dt.BATCH):
-                h, target = trunk(x[i:i + dt.BATCH]), y[i:i + dt.BATCH]
-                loss = (torch.nn.functional.cross_entropy(heads["digit"](h), target)
-                        if step % 2 == 0 else
-                        torch.nn.functional.cross_entropy(heads["parity"](h), target % 2))
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                doc.log(loss=loss)
-                step += 1
-            doc.log_epoch()
+        for step in range(8 * per_epoch):  # 224 steps
+            i = step % per_epoch * dt.BATCH
+            h, target = trunk(x[i:i + dt.BATCH]), y[i:i + dt.BATCH]
+            loss = (torch.nn.functional.cross_entropy(heads["digit"](h), target)
+                    if step % 2 == 0 else
+                    torch.nn.functional.cross_entropy(heads["parity"](h), target % 2))
+            dt.step_and_log(doc, opt, loss, step, per_epoch)
     grads = read_run_dir(tmp_path / "run").get("layer/heads.parity/grad_norm")
     assert grads is not None and (grads.values[-10:] == 0).all()  # it does read zero...
     assert "no-gradient" not in doc.report().codes()  # ...and is not called cut off

@@ -699,9 +699,12 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
         self._scaler_start = (self._step, self._updates_made(optimizer))
 
     def _updates_made(self, optimizer: Any) -> int:
-        read = getattr(self._backend, "scalar_value", None)  # TensorFlow's
-        counter = optimizer.iterations
-        return int(read(counter) if read is not None else keras.ops.convert_to_numpy(counter))
+        return int(self._scalar(optimizer.iterations))
+
+    def _scalar(self, v: Any) -> float:
+        """A variable's value: one read op on TensorFlow (`keras_tf.scalar_value`)."""
+        read = getattr(self._backend, "scalar_value", None)
+        return float(read(v) if read is not None else keras.ops.convert_to_numpy(v))
 
     def _record_skips(self, step: int) -> None:
         """The running count of skipped steps after `step` (`SKIPPED_STEPS`), when it
@@ -1032,9 +1035,7 @@ class Doctor(keras.callbacks.Callback):  # type: ignore[misc]  # keras is untype
             self._attach_state()
             lr = getattr(getattr(self.model, "optimizer", None), "learning_rate", None)
             if lr is not None:
-                read = getattr(self._backend, "scalar_value", None)  # TensorFlow's
-                value = read(lr) if read is not None else keras.ops.convert_to_numpy(lr)
-                self._lrs.append((step, float(value)))
+                self._lrs.append((step, self._scalar(lr)))
 
     def _maybe_stop(self) -> None:
         mon = self.monitor
